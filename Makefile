@@ -1,0 +1,101 @@
+# Developer entry points. The local stack (Kafka + Redis on 127.0.0.1) is
+# deploy/local/stack; see its header for the knobs.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+STACK := deploy/local/stack
+DATA := rater-data
+WORKER_PID := $(DATA)/worker.pid
+WORKER_LOG := $(DATA)/worker.log
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+
+# One set of ports for the stack and the rater (SPEC §10 defaults).
+export KAFKA_PORT ?= 9092
+export KAFKA_CONTROLLER_PORT ?= 9093
+export REDIS_PORT ?= 6379
+export RATER_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)
+export RATER_REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
+RATER_WEB_PORT ?= 6066
+
+.PHONY: help venv stack-up stack-down test lint run stop bench
+
+help:
+	@echo "make venv        create .venv and install the package with its test extras"
+	@echo "make stack-up    start Kafka and Redis on 127.0.0.1 (deploy/local/stack up)"
+	@echo "make stack-down  stop them (deploy/local/stack down)"
+	@echo "make test        the test suite against a real stack (PYTEST_ARGS=... passes on)"
+	@echo "make lint        ruff and mypy"
+	@echo "make run         stack, topics, a worker in the background, the example data, a report"
+	@echo "make stop        stop the worker started by 'make run' and the stack"
+	@echo "make bench       benchmarks (python -m benchmarks; BENCH_ARGS=... passes on)"
+
+venv: $(STAMP)
+
+# Reinstalled only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+stack-up:
+	$(STACK) up
+
+stack-down:
+	$(STACK) down
+
+# 'stack with' brings the stack up, runs pytest, and takes the stack down again
+# even when pytest fails, exiting with pytest's code. A stack that was already
+# up is left up (it says so).
+test: venv
+	$(STACK) with -- $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check rater tests benchmarks
+	$(BIN)/mypy
+
+run: venv stack-up
+	mkdir -p $(DATA)
+	$(BIN)/rater topics create
+	@if [ -s $(WORKER_PID) ] && kill -0 "$$(cat $(WORKER_PID))" 2>/dev/null; then \
+	    echo "worker already running (pid $$(cat $(WORKER_PID)))"; \
+	else \
+	    echo "starting rater worker (log $(WORKER_LOG))"; \
+	    setsid bash -c 'echo $$$$ >"$$0"; exec "$$@"' $(WORKER_PID) \
+	        $(BIN)/rater worker </dev/null >>$(WORKER_LOG) 2>&1 & \
+	    for i in $$(seq 1 120); do \
+	        pid="$$(cat $(WORKER_PID) 2>/dev/null || true)"; \
+	        if [ -n "$$pid" ] && ! kill -0 "$$pid" 2>/dev/null; then \
+	            tail -n 30 $(WORKER_LOG) >&2; echo "rater worker exited (log $(WORKER_LOG))" >&2; exit 1; \
+	        fi; \
+	        if (exec 3<>/dev/tcp/127.0.0.1/$(RATER_WEB_PORT)) 2>/dev/null; then break; fi; \
+	        if [ "$$i" = 120 ]; then \
+	            tail -n 30 $(WORKER_LOG) >&2; echo "rater worker not answering on port $(RATER_WEB_PORT) after 60s" >&2; exit 1; \
+	        fi; \
+	        sleep 0.5; \
+	    done; \
+	    echo "worker running (pid $$(cat $(WORKER_PID)), http://127.0.0.1:$(RATER_WEB_PORT))"; \
+	fi
+	$(BIN)/rater subscriptions load examples/subscriptions.json
+	$(BIN)/rater replay examples/cdrs.jsonl
+	$(BIN)/rater demo-report
+
+stop:
+	@if [ -s $(WORKER_PID) ] && pid="$$(cat $(WORKER_PID))" && kill -0 "$$pid" 2>/dev/null; then \
+	    echo "stopping rater worker (pid $$pid)"; \
+	    kill -TERM "$$pid" 2>/dev/null || true; \
+	    for i in $$(seq 1 100); do kill -0 "$$pid" 2>/dev/null || break; sleep 0.2; done; \
+	    if kill -0 "$$pid" 2>/dev/null; then echo "worker still running after 20s; killing it"; kill -KILL "$$pid" || true; fi; \
+	else \
+	    echo "rater worker not running"; \
+	fi
+	rm -f $(WORKER_PID)
+	$(STACK) down
+
+bench: venv
+	$(STACK) with -- $(BIN)/python -m benchmarks $(BENCH_ARGS)

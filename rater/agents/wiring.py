@@ -1,0 +1,41 @@
+"""Registers the three agents of SPEC §3 on a Faust app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rater.agents.runner import run_batches
+from rater.config import Settings
+from rater.service.decisions import AttemptDecider
+from rater.service.rating import CdrBatchRater
+from rater.service.subscriptions import SubscriptionApplier
+
+
+def register_agents(
+    app: Any,
+    settings: Settings,
+    rater: CdrBatchRater,
+    decider: AttemptDecider,
+    applier: SubscriptionApplier,
+) -> None:
+    topics = settings.topics
+
+    def source(name: str) -> Any:
+        return app.topic(name, key_serializer="raw", value_serializer="raw")
+
+    # concurrency=1 everywhere: faust issue 606 can commit past an in-flight message;
+    # scale with partitions and workers instead.
+    @app.agent(source(topics.cdr), name="rate-cdrs", concurrency=1)
+    async def rate_cdrs(stream: Any) -> None:
+        await run_batches(stream, rater.rate, app.producer, "rate",
+                          settings.batch_max, settings.batch_within_s)
+
+    @app.agent(source(topics.attempts), name="decide-attempts", concurrency=1)
+    async def decide_attempts(stream: Any) -> None:
+        await run_batches(stream, decider.decide_batch, app.producer, "decide",
+                          settings.batch_max, settings.batch_within_s)
+
+    @app.agent(source(topics.subscription_events), name="apply-subscriptions", concurrency=1)
+    async def apply_subscriptions(stream: Any) -> None:
+        await run_batches(stream, applier.apply, app.producer, "subscriptions",
+                          settings.batch_max, settings.batch_within_s)

@@ -1,0 +1,56 @@
+"""What rating one CDR yields, whichever engine (Lua in Redis, or the reference model) rated it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from rater.records import Zone
+
+Outcome = Literal["included", "overage", "exhausted", "blocked", "free"]
+RejectReason = Literal[
+    "invalid", "unknown_subscription", "future_timestamp", "period_closed", "conflicting_duplicate"
+]
+THRESHOLDS: tuple[int, ...] = (80, 100)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertCrossing:
+    zone: Zone
+    period: str
+    threshold: int
+    used_included_s: int
+    included_s: int
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallRating:
+    period: str
+    billable_s: int
+    included_s: int
+    overage_s: int
+    unbilled_s: int
+    outcome: Outcome
+    amount_micro: int
+    rate_per_minute: str | None  # as the plan states it; only when overage_s > 0
+    rated_at_ms: int
+    billing_account_id: str
+    currency: str
+    alerts: tuple[AlertCrossing, ...] = ()
+    replayed: bool = False  # True when this is the stored result of an earlier rating
+
+    def same_as(self, other: CallRating) -> bool:
+        """Equal apart from `replayed`: what a replay must reproduce exactly."""
+        return (self.period, self.billable_s, self.included_s, self.overage_s, self.unbilled_s,
+                self.outcome, self.amount_micro, self.rate_per_minute, self.rated_at_ms,
+                self.billing_account_id, self.currency, self.alerts) == (
+                other.period, other.billable_s, other.included_s, other.overage_s,
+                other.unbilled_s, other.outcome, other.amount_micro, other.rate_per_minute,
+                other.rated_at_ms, other.billing_account_id, other.currency, other.alerts)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: RejectReason
+    detail: str

@@ -1,0 +1,69 @@
+"""Call attempts -> permit/block decisions (SPEC §6), one Redis round trip per attempt.
+
+`AttemptDecider.decide` serves both the `calls.attempts` agent and
+`POST /v1/authorize`, so the two channels can never disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from rater.codec import InvalidRecord, decode_attempt
+from rater.config import Settings
+from rater.messages import Emit, SourceRecord, dead_letter
+from rater.rating.clock import format_ms, now_ms
+from rater.rating.decision import Decision, decide
+from rater.records import CallAttempt
+from rater.service.rating import BatchOutput
+from rater.service.tally import Tally
+from rater.store import RedisStore
+
+
+def decision_record(attempt: CallAttempt, decision: Decision, decided_at_ms: int) -> dict[str, Any]:
+    return {
+        "attempt_id": attempt.attempt_id,
+        "subscription_id": attempt.subscription_id,
+        "decision": decision.decision,
+        "max_duration_s": decision.max_duration_s,
+        "reason": decision.reason,
+        "decided_at": format_ms(decided_at_ms),
+    }
+
+
+class AttemptDecider:
+    def __init__(
+        self, store: RedisStore, settings: Settings, clock: Callable[[], int] = now_ms
+    ) -> None:
+        self.store = store
+        self.topics = settings.topics
+        self.max_bytes = settings.max_record_bytes
+        self.clock = clock
+
+    async def decide(self, attempt: CallAttempt) -> Decision:
+        if attempt.is_free:  # permitted whatever the subscription's state: no Redis needed
+            return decide(attempt, None)
+        at = attempt.at_ms if attempt.at_ms is not None else self.clock()
+        snapshot = await self.store.snapshot(attempt.subscription_id, at)
+        return decide(attempt, snapshot.pool_state(attempt.zone) if snapshot else None)
+
+    async def decide_batch(self, records: Sequence[SourceRecord]) -> BatchOutput:
+        now = self.clock()
+        tally = Tally()
+        emits: list[Emit] = []
+        attempts: list[CallAttempt] = []
+        for record in records:
+            try:
+                attempts.append(decode_attempt(record.value or b"", self.max_bytes))
+            except InvalidRecord as exc:
+                tally.dead_letters[("invalid", "attempt")] += 1
+                emits.append(dead_letter(self.topics.dlq, record, "invalid", str(exc), now))
+        decisions = await asyncio.gather(*(self.decide(a) for a in attempts))
+        for attempt, decision in zip(attempts, decisions, strict=True):
+            tally.decisions[(decision.decision, decision.reason, "stream")] += 1
+            value = orjson.dumps(decision_record(attempt, decision, now))
+            emits.append(Emit(self.topics.decisions, attempt.subscription_id.encode(), value))
+        return BatchOutput(emits, tally)

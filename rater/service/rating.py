@@ -1,0 +1,91 @@
+"""CDR batch -> Redis (one script call per hash slot) -> rated calls, charges, alerts, dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from rater.codec import InvalidRecord, cdr_fingerprint, decode_cdr
+from rater.config import Settings, Topics
+from rater.messages import Emit, SourceRecord, dead_letter
+from rater.rating import outputs
+from rater.rating.clock import now_ms
+from rater.rating.model import RatingClock
+from rater.rating.results import CallRating, Rejection
+from rater.service.tally import Tally
+from rater.store import RatingInput, RedisStore
+
+
+@dataclass(slots=True)
+class BatchOutput:
+    emits: list[Emit]
+    tally: Tally
+
+
+class CdrBatchRater:
+    def __init__(
+        self, store: RedisStore, settings: Settings, clock: Callable[[], int] = now_ms
+    ) -> None:
+        self.store = store
+        self.topics: Topics = settings.topics
+        self.max_bytes = settings.max_record_bytes
+        self.grace_ms = settings.late_grace_s * 1000
+        self.future_ms = settings.future_tolerance_s * 1000
+        self.clock = clock
+
+    async def rate(self, records: Sequence[SourceRecord]) -> BatchOutput:
+        now = self.clock()
+        tally = Tally()
+        emits: list[Emit] = []
+        inputs: list[RatingInput] = []
+        sources: list[SourceRecord] = []
+        for record in records:
+            try:
+                cdr = decode_cdr(record.value or b"", self.max_bytes)
+            except InvalidRecord as exc:
+                emits.append(self._reject(record, "invalid", str(exc), now, tally))
+                continue
+            inputs.append(RatingInput(cdr, cdr_fingerprint(cdr)))
+            sources.append(record)
+        if inputs:
+            clock = RatingClock(now, self.grace_ms, self.future_ms)
+            results = await self.store.rate_batch(inputs, clock, now)
+            for item, record, result in zip(inputs, sources, results, strict=True):
+                if isinstance(result, Rejection):
+                    emits.append(self._reject(record, result.reason, result.detail, now, tally))
+                else:
+                    self._emit_rating(item, result, emits, tally)
+        return BatchOutput(emits, tally)
+
+    def _reject(
+        self, record: SourceRecord, reason: str, detail: str, now: int, tally: Tally
+    ) -> Emit:
+        tally.dead_letters[(reason, "cdr")] += 1
+        return dead_letter(self.topics.dlq, record, reason, detail, now)
+
+    def _emit_rating(
+        self, item: RatingInput, rating: CallRating, emits: list[Emit], tally: Tally
+    ) -> None:
+        cdr = item.cdr
+        key = cdr.subscription_id.encode()
+        emits.append(Emit(self.topics.rated, key, orjson.dumps(outputs.rated_call(cdr, rating))))
+        charge = outputs.overage_charge(cdr, rating)
+        if charge is not None:
+            emits.append(Emit(self.topics.charges, key, orjson.dumps(charge)))
+            tally.charges += 1
+        for crossing in rating.alerts:
+            alert = outputs.threshold_alert(cdr.subscription_id, crossing)
+            emits.append(Emit(self.topics.alerts, key, orjson.dumps(alert)))
+            tally.alerts[crossing.threshold] += 1
+        if rating.replayed:
+            tally.outcomes["duplicate"] += 1
+            return
+        tally.outcomes[rating.outcome] += 1
+        for kind, seconds in (("included", rating.included_s), ("overage", rating.overage_s),
+                              ("unbilled", rating.unbilled_s)):
+            if seconds:
+                tally.seconds[(cdr.zone, kind)] += seconds
+        if rating.amount_micro:
+            tally.amount_micro[rating.currency] += rating.amount_micro

@@ -1,0 +1,50 @@
+"""`subscriptions.events` -> the subscription state in Redis that rating reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from rater.codec import InvalidRecord, decode_subscription_event
+from rater.config import Settings
+from rater.messages import Emit, SourceRecord, dead_letter
+from rater.rating.clock import now_ms
+from rater.records import PaygChange
+from rater.service.rating import BatchOutput
+from rater.service.tally import Tally
+from rater.store import RedisStore
+from rater.store.redis_store import ImmutableFieldError
+
+
+class SubscriptionApplier:
+    def __init__(
+        self, store: RedisStore, settings: Settings, clock: Callable[[], int] = now_ms
+    ) -> None:
+        self.store = store
+        self.topics = settings.topics
+        self.max_bytes = settings.max_record_bytes
+        self.clock = clock
+
+    async def apply(self, records: Sequence[SourceRecord]) -> BatchOutput:
+        """In order: an upsert followed by a PAYG change of the same subscription must stay so."""
+        tally = Tally()
+        emits: list[Emit] = []
+        for record in records:
+            try:
+                event = decode_subscription_event(record.value or b"", self.max_bytes)
+                if isinstance(event, PaygChange):
+                    if await self.store.set_payg(event.subscription_id, event.enabled) is None:
+                        raise LookupError(f"subscription {event.subscription_id!r} is not known")
+                    tally.subscription_events["payg.changed"] += 1
+                else:
+                    await self.store.upsert_subscription(event)
+                    tally.subscription_events["subscription.upserted"] += 1
+            except (InvalidRecord, ImmutableFieldError) as exc:
+                tally.dead_letters[("invalid", "subscription")] += 1
+                emits.append(dead_letter(self.topics.dlq, record, "invalid", str(exc), self.clock()))
+            except LookupError as exc:
+                tally.dead_letters[("unknown_subscription", "subscription")] += 1
+                emits.append(
+                    dead_letter(self.topics.dlq, record, "unknown_subscription", str(exc),
+                                self.clock())
+                )
+        return BatchOutput(emits, tally)

@@ -1,0 +1,42 @@
+"""Metric increments gathered while processing, published only after the batch is acked,
+so a retried batch is not counted twice."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from rater import metrics
+from rater.rating.money import MICRO_PER_UNIT
+
+
+@dataclass(slots=True)
+class Tally:
+    outcomes: Counter[str] = field(default_factory=Counter)
+    seconds: Counter[tuple[str, str]] = field(default_factory=Counter)
+    amount_micro: Counter[str] = field(default_factory=Counter)
+    charges: int = 0
+    alerts: Counter[int] = field(default_factory=Counter)
+    dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)
+    decisions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    subscription_events: Counter[str] = field(default_factory=Counter)
+
+    def publish(self) -> None:
+        for outcome, n in self.outcomes.items():
+            metrics.CDRS.labels(outcome).inc(n)
+        for (zone, kind), n in self.seconds.items():
+            metrics.BILLABLE_SECONDS.labels(zone, kind).inc(n)
+        for currency, micro in self.amount_micro.items():
+            # prometheus counters are floats: a monitoring view, never the invoice
+            metrics.OVERAGE_AMOUNT.labels(currency).inc(float(Decimal(micro) / MICRO_PER_UNIT))
+        if self.charges:
+            metrics.CHARGES.inc(self.charges)
+        for threshold, n in self.alerts.items():
+            metrics.ALERTS.labels(str(threshold)).inc(n)
+        for (reason, source), n in self.dead_letters.items():
+            metrics.DEAD_LETTERS.labels(reason, source).inc(n)
+        for (decision, reason, channel), n in self.decisions.items():
+            metrics.DECISIONS.labels(decision, reason, channel).inc(n)
+        for kind, n in self.subscription_events.items():
+            metrics.SUBSCRIPTION_EVENTS.labels(kind).inc(n)

@@ -1,0 +1,234 @@
+"""The Redis adapter: every read and write of rater state goes through here.
+
+One EVALSHA rates a whole batch: `rate_batch` groups CDRs by hash slot (one
+group in standalone Redis), so a batch of 500 CDRs costs one round trip.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+
+from rater.config import Settings
+from rater.rating.decision import PoolState
+from rater.rating.model import RatingClock, ZoneCounters
+from rater.rating.money import rate_to_micro
+from rater.rating.results import AlertCrossing, CallRating, Rejection
+from rater.records import ZONES, Cdr, Increment, Subscription, Zone
+from rater.store import keys
+from rater.store.scripts import source
+
+ZONE_LETTER: dict[Zone, str] = {"domestic": "d", "international": "i"}
+KEEP_MS = 86_400_000  # keys outlive period end + grace by a day, for late reads
+
+
+class ImmutableFieldError(ValueError):
+    """An upsert tried to change a subscription's billing account or currency."""
+
+
+@dataclass(frozen=True, slots=True)
+class RatingInput:
+    cdr: Cdr
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionSnapshot:
+    """A subscription and its counters for one period, read in one round trip."""
+
+    subscription_id: str
+    billing_account_id: str
+    currency: str
+    licenses: int
+    payg_enabled: bool
+    billing_anchor_day: int
+    increment: Increment
+    included_minutes: dict[Zone, int]
+    period: str
+    period_end_ms: int
+    zones: dict[Zone, ZoneCounters] = field(default_factory=dict)
+
+    def pool_s(self, zone: Zone) -> int:
+        return self.licenses * self.included_minutes[zone] * 60
+
+    def remaining_s(self, zone: Zone) -> int:
+        return max(0, self.pool_s(zone) - self.zones[zone].used_included_s)
+
+    def pool_state(self, zone: Zone) -> PoolState:
+        return PoolState(self.remaining_s(zone), self.payg_enabled, self.increment)
+
+
+def subscription_fields(sub: Subscription) -> dict[str, str]:
+    plan = sub.plan
+    return {
+        "ba": sub.billing_account_id,
+        "cur": sub.currency,
+        "lic": str(sub.licenses),
+        "payg": "1" if sub.payg_enabled else "0",
+        "anchor": str(sub.billing_anchor_day),
+        "inc_m": str(plan.billing_increment.minimum_s),
+        "inc_i": str(plan.billing_increment.step_s),
+        "min_d": str(plan.included_minutes_per_license["domestic"]),
+        "min_i": str(plan.included_minutes_per_license["international"]),
+        "rate_d": str(plan.payg_rate_per_minute["domestic"]),
+        "rate_i": str(plan.payg_rate_per_minute["international"]),
+        "rmu_d": str(rate_to_micro(plan.payg_rate_per_minute["domestic"])),
+        "rmu_i": str(rate_to_micro(plan.payg_rate_per_minute["international"])),
+    }
+
+
+def _kind(cdr: Cdr) -> str:
+    direction = "o" if cdr.direction == "outbound" else "i"
+    return f"{ZONE_LETTER[cdr.zone]}{direction}{int(cdr.emergency)}"
+
+
+def _parse_result(row: list[Any]) -> CallRating | Rejection:
+    if row[0] == "x":
+        return Rejection(row[1], row[2])
+    alerts = []
+    for i in range(int(row[12])):
+        at = 13 + i * 5
+        alerts.append(
+            AlertCrossing(row[at], row[1], int(row[at + 1]), int(row[at + 2]),
+                          int(row[at + 3]), int(row[at + 4]))
+        )
+    return CallRating(
+        period=row[1],
+        billable_s=int(row[2]),
+        included_s=int(row[3]),
+        overage_s=int(row[4]),
+        unbilled_s=int(row[5]),
+        outcome=row[6],
+        amount_micro=int(row[7]),
+        rate_per_minute=row[9] or None,
+        rated_at_ms=int(row[8]),
+        billing_account_id=row[10],
+        currency=row[11],
+        alerts=tuple(alerts),
+        replayed=row[0] == "d",
+    )
+
+
+class RedisStore:
+    def __init__(self, client: Any, prefix: str, cluster: bool = False) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.cluster = cluster
+        self._rate = client.register_script(source("rate_batch"))
+        self._upsert = client.register_script(source("upsert_subscription"))
+        self._set_payg = client.register_script(source("set_payg"))
+        self._snapshot = client.register_script(source("snapshot"))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisStore:
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 30,
+        }
+        client: Any
+        if settings.redis_cluster:
+            client = RedisCluster.from_url(settings.redis_url, **options)
+        else:
+            client = aioredis.Redis.from_url(settings.redis_url, **options)
+        return cls(client, settings.key_prefix, settings.redis_cluster)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    def sub_key(self, subscription_id: str) -> str:
+        return keys.subscription_key(self.prefix, subscription_id)
+
+    async def rate_batch(
+        self, items: Sequence[RatingInput], clock: RatingClock, rated_at_ms: int
+    ) -> list[CallRating | Rejection]:
+        """Rate `items` in order; results align with them. One script call per hash slot."""
+        groups: dict[int, list[int]] = defaultdict(list)
+        for index, item in enumerate(items):
+            slot = keys.slot_of(self.sub_key(item.cdr.subscription_id)) if self.cluster else 0
+            groups[slot].append(index)
+        results: list[CallRating | Rejection | None] = [None] * len(items)
+        for indexes in groups.values():
+            key_index: dict[str, int] = {}
+            args: list[Any] = [
+                clock.now_ms, clock.grace_ms, clock.future_tolerance_ms, rated_at_ms, KEEP_MS
+            ]
+            for index in indexes:
+                cdr = items[index].cdr
+                key = self.sub_key(cdr.subscription_id)
+                position = key_index.setdefault(key, len(key_index) + 1)
+                args += (position, cdr.call_id, items[index].fingerprint, cdr.user_id,
+                         cdr.started_at_ms, cdr.duration_s, _kind(cdr))
+            rows = await self._rate(keys=list(key_index), args=args)
+            for index, row in zip(indexes, rows, strict=True):
+                results[index] = _parse_result(row)
+        return [r for r in results if r is not None]
+
+    async def upsert_subscription(self, sub: Subscription) -> None:
+        fields = subscription_fields(sub)
+        flat = [part for pair in fields.items() for part in pair]
+        answer = await self._upsert(keys=[self.sub_key(sub.subscription_id)], args=flat)
+        if answer != "ok":
+            field_name = str(answer).partition(":")[2]
+            raise ImmutableFieldError(
+                f"{field_name} of subscription {sub.subscription_id!r} cannot change"
+            )
+
+    async def set_payg(self, subscription_id: str, enabled: bool) -> bool | None:
+        """Returns the previous flag, or None when the subscription is unknown."""
+        previous = await self._set_payg(
+            keys=[self.sub_key(subscription_id)], args=["1" if enabled else "0"]
+        )
+        if previous is None:
+            return None
+        return bool(previous == "1")
+
+    async def snapshot(self, subscription_id: str, at_ms: int) -> SubscriptionSnapshot | None:
+        answer = await self._snapshot(keys=[self.sub_key(subscription_id)], args=[at_ms])
+        if not answer:
+            return None
+        period, end_ms, plan_flat, counters_flat = answer
+        plan = dict(zip(plan_flat[::2], plan_flat[1::2], strict=True))
+        counters = dict(zip(counters_flat[::2], counters_flat[1::2], strict=True))
+        zones: dict[Zone, ZoneCounters] = {}
+        for zone in ZONES:
+            letter = ZONE_LETTER[zone]
+            zones[zone] = ZoneCounters(
+                used_included_s=int(counters.get(f"{letter}:used", 0)),
+                overage_s=int(counters.get(f"{letter}:over", 0)),
+                unbilled_s=int(counters.get(f"{letter}:unb", 0)),
+                overage_micro=int(counters.get(f"{letter}:amt", 0)),
+            )
+        return SubscriptionSnapshot(
+            subscription_id=subscription_id,
+            billing_account_id=plan["ba"],
+            currency=plan["cur"],
+            licenses=int(plan["lic"]),
+            payg_enabled=plan["payg"] == "1",
+            billing_anchor_day=int(plan["anchor"]),
+            increment=Increment(int(plan["inc_m"]), int(plan["inc_i"])),
+            included_minutes={"domestic": int(plan["min_d"]),
+                              "international": int(plan["min_i"])},
+            period=period,
+            period_end_ms=int(end_ms),
+            zones=zones,
+        )
+
+    async def user_seconds(self, subscription_id: str, period: str) -> dict[str, dict[Zone, int]]:
+        """Billable seconds per user and zone (outbound, non-free calls) in `period`."""
+        raw = await self.client.hgetall(keys.users_key(self.prefix, subscription_id, period))
+        users: dict[str, dict[Zone, int]] = {}
+        for name, seconds in raw.items():
+            user, _, letter = name.rpartition("|")
+            zone: Zone = "domestic" if letter == "d" else "international"
+            users.setdefault(user, {"domestic": 0, "international": 0})[zone] = int(seconds)
+        return users

@@ -1,0 +1,1 @@
+"""HTTP API of the rater (SPEC §7): authentication, routes, error mapping."""

@@ -1,0 +1,526 @@
+"""The HTTP API of SPEC §7 on Faust's web server (aiohttp underneath).
+
+Two layers:
+
+* `RaterApi` holds the logic of every endpoint without any HTTP framework: it
+  takes the raw `Authorization` header, the path parameters, the query and a
+  body reader, and returns the JSON document to answer, or raises `ApiError` /
+  `AuthError` carrying the status and the `{"error", "detail"}` body. Unit tests
+  drive it with fakes (tests/unit/web/test_api_bodies.py).
+* `register_api` mounts thin Faust views on it and maps outcomes to responses.
+
+Order of checks on the subscription endpoints: authenticate (401, or 503 when
+no JWT key is configured), look the subscription up (404), check the caller's
+role on *its* billing account (403), and only then read and validate the body
+(413, 422). A caller without a valid token therefore learns nothing about which
+subscriptions exist, and a caller without a role learns nothing about bodies.
+`POST /v1/authorize` checks the token, then the `call_authorizer` scope, then
+the body; an unknown subscription there is not a 404 but a `block` decision
+with reason `unknown_subscription` (SPEC §6).
+
+Choices where SPEC §7 is silent (also in the docs):
+
+* `period_end` is an RFC 3339 UTC timestamp of the *exclusive* end of the
+  period, i.e. the instant the next period starts (`2026-12-01T00:00:00Z`).
+* `overage_amount` is a decimal string with six places (`"0.050000"`), as on
+  the charge records.
+* The users report's cursor is opaque (base64url of the period and an offset).
+  It pins the period, so paging that straddles a period change stays in the
+  period it started in. `limit` is 1..1000 (default 100). A malformed `limit`
+  or `cursor` answers 422 like a malformed body.
+* A body over 64 KiB answers 413, judged by `Content-Length` and by the bytes
+  actually read (chunked uploads cannot slip past).
+* Unexpected failures answer JSON too: 503 `store_unavailable` when Redis
+  fails, 500 `internal_error` otherwise; unknown routes and methods answer
+  JSON 404 / 405.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import orjson
+from aiohttp import web as aiohttp_web
+from faust.web import View
+from redis.exceptions import RedisError
+
+from rater import metrics
+from rater.codec import InvalidRecord, attempt_from_document
+from rater.config import ConfigError, Settings
+from rater.rating.clock import format_ms, now_ms
+from rater.rating.decision import Decision
+from rater.rating.money import format_micro
+from rater.records import ZONES, CallAttempt, Zone
+from rater.service.decisions import decision_record
+from rater.store.redis_store import SubscriptionSnapshot
+from rater.web.auth import CALL_AUTHORIZER, READ_ROLES, WRITE_ROLES, AuthError, TokenVerifier
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES: Final = 65_536
+DEFAULT_USERS_LIMIT: Final = 100
+MAX_USERS_LIMIT: Final = 1000
+JSON_CONTENT_TYPE: Final = "application/json"
+
+ROUTE_AUTHORIZE: Final = "/v1/authorize"
+ROUTE_USAGE: Final = "/v1/subscriptions/{subscription_id}/usage"
+ROUTE_USERS: Final = "/v1/subscriptions/{subscription_id}/usage/users"
+ROUTE_PAYG: Final = "/v1/subscriptions/{subscription_id}/payg"
+
+_PERIOD_RE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_JSON_OBJECT_HINT: Final = 'expected a JSON object {"enabled": true|false}'
+
+BodyReader = Callable[[], Awaitable[bytes]]
+Publish = Callable[[str, bytes, bytes], Awaitable[None]]
+Document = dict[str, Any]
+
+
+class ApiError(Exception):
+    """A request the API refuses: status, a stable error code, a human-readable detail."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(f"{status} {error}: {detail}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+    def to_body(self) -> dict[str, str]:
+        return {"error": self.error, "detail": self.detail}
+
+    @classmethod
+    def invalid(cls, detail: str) -> ApiError:
+        return cls(422, "invalid_request", detail)
+
+    @classmethod
+    def too_large(cls, size: int | None = None) -> ApiError:
+        got = f" (got {size} bytes)" if size is not None else ""
+        return cls(413, "payload_too_large", f"body exceeds {MAX_BODY_BYTES} bytes{got}")
+
+    @classmethod
+    def not_found(cls, subscription_id: str) -> ApiError:
+        return cls(404, "not_found", f"subscription {subscription_id!r} is not known")
+
+
+class Store(Protocol):
+    """The part of `RedisStore` the API uses (a fake in unit tests)."""
+
+    async def snapshot(self, subscription_id: str, at_ms: int) -> SubscriptionSnapshot | None: ...
+    async def set_payg(self, subscription_id: str, enabled: bool) -> bool | None: ...
+    async def user_seconds(
+        self, subscription_id: str, period: str
+    ) -> Mapping[str, Mapping[Zone, int]]: ...
+
+
+class Decider(Protocol):
+    async def decide(self, attempt: CallAttempt) -> Decision: ...
+
+
+# ------------------------------------------------------------------ bodies ---
+
+
+def parse_attempt(body: bytes) -> CallAttempt:
+    """A call attempt (SPEC §4) from a request body; ApiError 422 when it is not one."""
+    document = _parse_json(body)
+    try:
+        return attempt_from_document(document)
+    except InvalidRecord as exc:
+        raise ApiError.invalid(f"not a call attempt: {exc}") from None
+
+
+def parse_payg_body(body: bytes) -> bool:
+    """`{"enabled": bool}` exactly: no other field, no 0/1, no strings."""
+    document = _parse_json(body)
+    if not isinstance(document, dict):
+        raise ApiError.invalid(_JSON_OBJECT_HINT)
+    unknown = sorted(k for k in document if k != "enabled")
+    if unknown:
+        shown = ", ".join(repr(k[:64]) for k in unknown[:5])
+        raise ApiError.invalid(f"unknown field(s) {shown}; {_JSON_OBJECT_HINT}")
+    if "enabled" not in document:
+        raise ApiError.invalid(f"missing field 'enabled'; {_JSON_OBJECT_HINT}")
+    enabled = document["enabled"]
+    if not isinstance(enabled, bool):
+        raise ApiError.invalid("field 'enabled' must be true or false")
+    return enabled
+
+
+def _parse_json(body: bytes) -> Any:
+    if len(body) > MAX_BODY_BYTES:  # readers check already; this guards direct callers
+        raise ApiError.too_large(len(body))
+    if not body.strip():
+        raise ApiError.invalid("empty body; expected JSON")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError.invalid(f"body is not JSON: {exc}") from None
+
+
+# ----------------------------------------------------------------- queries ---
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    period: str
+    offset: int
+
+    def encode(self) -> str:
+        raw = orjson.dumps({"p": self.period, "o": self.offset})
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        bad = ApiError(422, "invalid_cursor", "cursor is not one this API returned")
+        if not text or len(text) > 200:
+            raise bad
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            doc = orjson.loads(raw)
+        except (binascii.Error, ValueError):
+            raise bad from None
+        if not isinstance(doc, dict) or set(doc) != {"p", "o"}:
+            raise bad
+        period, offset = doc["p"], doc["o"]
+        if not isinstance(period, str) or not _PERIOD_RE.match(period):
+            raise bad
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise bad
+        return cls(period, offset)
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_USERS_LIMIT
+    if not raw.isdigit() or len(raw) > 6:
+        raise ApiError(422, "invalid_limit", f"limit must be an integer 1..{MAX_USERS_LIMIT}")
+    limit = int(raw)
+    if not 1 <= limit <= MAX_USERS_LIMIT:
+        raise ApiError(422, "invalid_limit", f"limit must be an integer 1..{MAX_USERS_LIMIT}")
+    return limit
+
+
+# --------------------------------------------------------------- documents ---
+
+
+def usage_document(snapshot: SubscriptionSnapshot) -> Document:
+    """The cost-management view of SPEC §7 for one subscription's current period."""
+    zones: Document = {}
+    for zone in ZONES:
+        counters = snapshot.zones[zone]
+        remaining = snapshot.remaining_s(zone)
+        if remaining > 0:
+            status = "ok"
+        elif snapshot.payg_enabled:
+            status = "payg"
+        else:
+            status = "blocked"
+        zones[zone] = {
+            "included_s": snapshot.pool_s(zone),
+            "used_included_s": counters.used_included_s,
+            "remaining_s": remaining,
+            "overage_s": counters.overage_s,
+            "unbilled_s": counters.unbilled_s,
+            "overage_amount": format_micro(counters.overage_micro),
+            "status": status,
+        }
+    return {
+        "subscription_id": snapshot.subscription_id,
+        "billing_account_id": snapshot.billing_account_id,
+        "period": snapshot.period,
+        "period_end": format_ms(snapshot.period_end_ms),
+        "payg_enabled": snapshot.payg_enabled,
+        "currency": snapshot.currency,
+        "zones": zones,
+    }
+
+
+def users_page(
+    period: str, seconds: Mapping[str, Mapping[Zone, int]], offset: int, limit: int
+) -> Document:
+    """One page of the usage report: total_s descending, then user_id ascending."""
+    rows = []
+    for user_id, by_zone in seconds.items():
+        billable = {zone: int(by_zone.get(zone, 0)) for zone in ZONES}
+        rows.append((-sum(billable.values()), user_id, billable))
+    rows.sort(key=lambda row: (row[0], row[1]))
+    page = rows[offset : offset + limit]
+    end = offset + len(page)
+    return {
+        "period": period,
+        "users": [
+            {"user_id": user_id, "billable_s": billable, "total_s": -negative_total}
+            for negative_total, user_id, billable in page
+        ],
+        "next": Cursor(period, end).encode() if end < len(rows) else None,
+    }
+
+
+# --------------------------------------------------------------------- API ---
+
+
+class RaterApi:
+    """The logic of every endpoint of SPEC §7, free of HTTP framework types."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        decider: Decider,
+        publish: Publish,
+        *,
+        verifier: TokenVerifier | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.decider = decider
+        self.publish = publish
+        self.events_topic = settings.topics.subscription_events
+        self.clock = clock
+        if verifier is None:
+            try:
+                verifier = TokenVerifier.from_settings(settings)
+            except ValueError as exc:
+                raise ConfigError(f"RATER_JWT_KEY: {exc}") from None
+        self.verifier = verifier
+
+    async def authorize(self, authorization: str | None, read_body: BodyReader) -> Document:
+        principal = self.verifier.authenticate(authorization)
+        principal.require_scope(CALL_AUTHORIZER)
+        attempt = parse_attempt(await read_body())
+        decision = await self.decider.decide(attempt)
+        metrics.DECISIONS.labels(decision.decision, decision.reason, "http").inc()
+        return decision_record(attempt, decision, self.clock())
+
+    async def usage(self, authorization: str | None, subscription_id: str) -> Document:
+        principal = self.verifier.authenticate(authorization)
+        snapshot = await self._snapshot(subscription_id)
+        principal.require_role(snapshot.billing_account_id, READ_ROLES)
+        return usage_document(snapshot)
+
+    async def usage_users(
+        self, authorization: str | None, subscription_id: str, query: Mapping[str, str]
+    ) -> Document:
+        principal = self.verifier.authenticate(authorization)
+        snapshot = await self._snapshot(subscription_id)
+        principal.require_role(snapshot.billing_account_id, READ_ROLES)
+        limit = parse_limit(query.get("limit"))
+        raw_cursor = query.get("cursor")
+        if raw_cursor is None or raw_cursor == "":
+            cursor = Cursor(snapshot.period, 0)
+        else:
+            cursor = Cursor.decode(raw_cursor)
+        seconds = await self.store.user_seconds(subscription_id, cursor.period)
+        return users_page(cursor.period, seconds, cursor.offset, limit)
+
+    async def set_payg(
+        self, authorization: str | None, subscription_id: str, read_body: BodyReader
+    ) -> Document:
+        principal = self.verifier.authenticate(authorization)
+        snapshot = await self._snapshot(subscription_id)
+        role = principal.require_role(snapshot.billing_account_id, WRITE_ROLES)
+        enabled = parse_payg_body(await read_body())
+        previous = await self.store.set_payg(subscription_id, enabled)
+        if previous is None:  # removed between the lookup and the write
+            raise ApiError.not_found(subscription_id)
+        event = {
+            "type": "payg.changed",
+            "subscription_id": subscription_id,
+            "enabled": enabled,
+            "previous": previous,
+            "actor": principal.subject,
+            "role": role,
+            "at": format_ms(self.clock()),
+        }
+        try:
+            await self.publish(self.events_topic, subscription_id.encode(), orjson.dumps(event))
+        except Exception as exc:
+            log.error("payg.changed for %s applied but not published: %s", subscription_id, exc)
+            raise ApiError(
+                503,
+                "event_not_recorded",
+                "PAYG was switched but the audit event could not be published; "
+                "repeat the request to record it",
+            ) from None
+        log.info("payg %s -> %s for %s by %s (%s)", previous, enabled, subscription_id,
+                 principal.subject, role)
+        return {"subscription_id": subscription_id, "payg_enabled": enabled, "previous": previous}
+
+    async def _snapshot(self, subscription_id: str) -> SubscriptionSnapshot:
+        if not subscription_id or len(subscription_id) > 128:
+            raise ApiError.not_found(subscription_id[:128])
+        snapshot = await self.store.snapshot(subscription_id, self.clock())
+        if snapshot is None:
+            raise ApiError.not_found(subscription_id)
+        return snapshot
+
+
+# ------------------------------------------------------------------ views ---
+
+
+def body_reader(request: Any, limit: int = MAX_BODY_BYTES) -> BodyReader:
+    """Reads an aiohttp request body, refusing more than `limit` bytes (413)."""
+
+    async def read() -> bytes:
+        declared = request.content_length
+        if declared is not None and declared > limit:
+            raise ApiError.too_large(declared)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await request.content.read(limit + 1 - size)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > limit:
+                raise ApiError.too_large()
+            chunks.append(chunk)
+
+    return read
+
+
+def json_response(
+    status: int, body: Any, headers: Mapping[str, str] | None = None
+) -> aiohttp_web.Response:
+    return aiohttp_web.Response(
+        body=orjson.dumps(body),
+        status=status,
+        content_type=JSON_CONTENT_TYPE,
+        headers=dict(headers) if headers else None,
+    )
+
+
+async def respond(
+    route: str, call: Callable[[], Awaitable[Document]]
+) -> aiohttp_web.Response:
+    """Run one endpoint; map every outcome, expected or not, to a JSON response."""
+    headers: dict[str, str] | None = None
+    try:
+        status, body = 200, await call()
+    except AuthError as exc:
+        status, body = exc.status, exc.to_body()
+        challenge = exc.www_authenticate
+        headers = {"WWW-Authenticate": challenge} if challenge else None
+    except ApiError as exc:
+        status, body = exc.status, exc.to_body()
+    except RedisError as exc:
+        metrics.REDIS_ERRORS.labels("http").inc()
+        log.warning("%s: Redis failed: %s", route, exc)
+        status, body = 503, {"error": "store_unavailable", "detail": "counter store unavailable"}
+    except Exception:
+        log.exception("%s: unexpected failure", route)
+        status, body = 500, {"error": "internal_error", "detail": "unexpected server error"}
+    metrics.HTTP_REQUESTS.labels(route, str(status)).inc()
+    return json_response(status, body, headers)
+
+
+@aiohttp_web.middleware
+async def json_errors(request: aiohttp_web.Request, handler: Any) -> aiohttp_web.StreamResponse:
+    """aiohttp's own 404/405/400 answers are text/plain; make them the JSON of SPEC §7."""
+    try:
+        response: aiohttp_web.StreamResponse = await handler(request)
+        return response
+    except aiohttp_web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error = (exc.reason or "error").lower().replace(" ", "_")
+        allow = exc.headers.get("Allow")
+        metrics.HTTP_REQUESTS.labels("unmatched", str(exc.status)).inc()
+        return json_response(
+            exc.status,
+            {"error": error, "detail": f"{request.method} {request.path}: {exc.reason}"},
+            {"Allow": allow} if allow else None,
+        )
+
+
+class ApiView(View):
+    """Faust registers HEAD for every view and answers Faust `WebError`s (e.g. HEAD on a
+    POST-only view) as `{"error": ...}` only: answer them in the `{"error", "detail"}` shape."""
+
+    async def on_request_error(self, request: Any, exc: Any) -> Any:
+        status = int(getattr(exc, "code", 500))
+        detail = str(getattr(exc, "detail", "") or "request refused")
+        error = "method_not_allowed" if status == 405 else "request_error"
+        metrics.HTTP_REQUESTS.labels(self.view_path, str(status)).inc()
+        return json_response(status, {"error": error, "detail": detail})
+
+
+def _kafka_publisher(app: Any) -> Publish:
+    async def publish(topic: str, key: bytes, value: bytes) -> None:
+        pending = await app.producer.send(topic, key, value, None, None, None)
+        await pending
+
+    return publish
+
+
+def register_api(app: Any, runtime: Any) -> RaterApi:
+    """Mount the endpoints of SPEC §7 on the Faust app; returns the API for tests."""
+    api = RaterApi(runtime.settings, runtime.store, runtime.decider, _kafka_publisher(app))
+    web_app = getattr(app.web, "web_app", None)
+    if web_app is not None:
+        web_app.middlewares.append(json_errors)
+
+    # Views receive aiohttp requests; faust's abstract Request type lacks `query` and
+    # `content`, so requests are typed Any here.
+    def auth_header(request: Any) -> str | None:
+        value: str | None = request.headers.get("Authorization")
+        return value
+
+    @app.page(ROUTE_AUTHORIZE, name="v1-authorize")
+    class AuthorizeView(ApiView):
+        async def post(self, request: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await respond(
+                    ROUTE_AUTHORIZE,
+                    lambda: api.authorize(auth_header(request), body_reader(request)),
+                )
+            finally:
+                metrics.AUTHORIZE_SECONDS.observe(time.perf_counter() - started)
+
+    @app.page(ROUTE_USAGE, name="v1-usage")
+    class UsageView(ApiView):
+        async def get(self, request: Any, subscription_id: str) -> Any:
+            return await respond(
+                ROUTE_USAGE, lambda: api.usage(auth_header(request), subscription_id)
+            )
+
+    @app.page(ROUTE_USERS, name="v1-usage-users")
+    class UsersView(ApiView):
+        async def get(self, request: Any, subscription_id: str) -> Any:
+            query = request.query
+            return await respond(
+                ROUTE_USERS,
+                lambda: api.usage_users(auth_header(request), subscription_id, query),
+            )
+
+    @app.page(ROUTE_PAYG, name="v1-payg")
+    class PaygView(ApiView):
+        async def put(self, request: Any, subscription_id: str) -> Any:
+            return await respond(
+                ROUTE_PAYG,
+                lambda: api.set_payg(auth_header(request), subscription_id, body_reader(request)),
+            )
+
+    return api
+
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "ApiError",
+    "Cursor",
+    "RaterApi",
+    "body_reader",
+    "parse_attempt",
+    "parse_limit",
+    "parse_payg_body",
+    "register_api",
+    "usage_document",
+    "users_page",
+]

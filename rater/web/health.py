@@ -1,0 +1,71 @@
+"""`/healthz`, `/readyz` and `/metrics`, plus the timer that keeps readiness and lag fresh."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rater import metrics
+from rater.store import RedisStore
+
+log = logging.getLogger(__name__)
+PROBE_INTERVAL_S = 5.0
+
+
+class Readiness:
+    """Kafka partitions assigned and Redis answering (SPEC §7)."""
+
+    def __init__(self, app: Any, store: RedisStore) -> None:
+        self.app = app
+        self.store = store
+        self.redis_ok = False
+        self.assigned = 0
+
+    async def probe(self) -> dict[str, Any]:
+        try:
+            self.redis_ok = await self.store.ping()
+        except Exception as exc:  # any failure means "not ready", never a crash
+            log.warning("readiness: Redis unreachable: %s", exc)
+            self.redis_ok = False
+        assignment = self.app.consumer.assignment() if self.app.consumer else set()
+        self.assigned = len(assignment)
+        await self._update_lag(assignment)
+        ready = self.redis_ok and self.assigned > 0
+        metrics.READY.set(1 if ready else 0)
+        return {"ready": ready, "redis": self.redis_ok, "assigned_partitions": self.assigned}
+
+    async def _update_lag(self, assignment: set[Any]) -> None:
+        for tp in assignment:
+            try:
+                position = await self.app.consumer.position(tp)
+                highwater = self.app.consumer.highwater(tp)
+            except Exception:  # partition being revoked: skip this round
+                continue
+            if position is not None and highwater is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                    max(0, highwater - position)
+                )
+
+
+def register_health(app: Any, store: RedisStore) -> Readiness:
+    readiness = Readiness(app, store)
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        state = await readiness.probe()
+        return web.json(state, status=200 if state["ready"] else 503)
+
+    @app.page("/metrics")
+    async def metrics_view(web: Any, request: Any) -> Any:
+        body, content_type = metrics.exposition()
+        return web.bytes(body, content_type=content_type)
+
+    @app.timer(interval=PROBE_INTERVAL_S)
+    async def probe_readiness() -> None:
+        await readiness.probe()
+
+    return readiness
