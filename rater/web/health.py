@@ -62,7 +62,8 @@ def register_health(app: Any, store: RedisStore) -> Readiness:
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:
         body, content_type = metrics.exposition()
-        return web.bytes(body, content_type=content_type)
+        # aiohttp refuses a charset inside content_type=, so it travels as a header
+        return web.bytes(body, headers={"Content-Type": content_type})
 
     @app.timer(interval=PROBE_INTERVAL_S)
     async def probe_readiness() -> None:

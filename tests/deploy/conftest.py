@@ -17,4 +17,3 @@ def promtool() -> str:
             pytrace=False,
         )
     return path
-

@@ -57,8 +57,14 @@ def test_schema_rejects_an_invalid_file(
 
 
 def test_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"kafka", "redis", "topics", *WORKERS, "prometheus",
-                                        "grafana"}
+    assert set(compose["services"]) == {
+        "kafka",
+        "redis",
+        "topics",
+        *WORKERS,
+        "prometheus",
+        "grafana",
+    }
 
 
 def test_kafka_is_single_node_kraft(compose: dict[str, Any]) -> None:
@@ -84,8 +90,9 @@ def test_redis_uses_aof_everysec(compose: dict[str, Any]) -> None:
 def test_worker_environment_and_build(compose: dict[str, Any], name: str) -> None:
     worker = compose["services"][name]
     assert worker["build"]["context"] == "../.."
-    assert (COMPOSE.parent / worker["build"]["context"] / worker["build"]["dockerfile"]).resolve() \
-        == ROOT / "Dockerfile"
+    assert (
+        COMPOSE.parent / worker["build"]["context"] / worker["build"]["dockerfile"]
+    ).resolve() == ROOT / "Dockerfile"
     env = _env(worker)
     assert env["RATER_KAFKA_BOOTSTRAP"] == "kafka:9092"
     assert env["RATER_REDIS_URL"] == "redis://redis:6379/0"
@@ -108,8 +115,9 @@ def test_workers_have_distinct_ports_matching_prometheus(compose: dict[str, Any]
         ports[name] = port
     assert len(set(ports.values())) == len(WORKERS)
     prom = load_yaml(COMPOSE.parent.parent / "prometheus" / "prometheus-compose.yml")
-    targets = {t for sc in prom["scrape_configs"] for c in sc["static_configs"]
-               for t in c["targets"]}
+    targets = {
+        t for sc in prom["scrape_configs"] for c in sc["static_configs"] for t in c["targets"]
+    }
     assert targets == {f"{name}:{port}" for name, port in ports.items()}
 
 
@@ -144,9 +152,10 @@ def test_prometheus_gets_config_and_rules(compose: dict[str, Any]) -> None:
     volumes = compose["services"]["prometheus"]["volumes"]
     assert "../prometheus/prometheus-compose.yml:/etc/prometheus/prometheus.yml:ro" in volumes
     assert "../prometheus/rules:/etc/prometheus/rules:ro" in volumes
-    assert "--config.file=/etc/prometheus/prometheus.yml" in compose["services"]["prometheus"][
-        "command"
-    ]
+    assert (
+        "--config.file=/etc/prometheus/prometheus.yml"
+        in compose["services"]["prometheus"]["command"]
+    )
 
 
 def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:

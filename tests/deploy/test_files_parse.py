@@ -80,6 +80,6 @@ def test_yaml_has_no_duplicate_keys() -> None:
     StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
 
     with pytest.raises(yaml.constructor.ConstructorError):
-        yaml.load("a: 1\na: 2\n", Loader=StrictLoader)  # noqa: S506 - SafeLoader subclass
+        yaml.load("a: 1\na: 2\n", Loader=StrictLoader)
     for path in YAML_FILES:
-        list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=StrictLoader))  # noqa: S506
+        list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=StrictLoader))

@@ -48,23 +48,26 @@ def container(pod: dict[str, Any]) -> dict[str, Any]:
 
 def test_kubernetes_validate_is_installed() -> None:
     if kubernetes_validate is None:
-        pytest.fail("kubernetes-validate is missing: pip install kubernetes-validate",
-                    pytrace=False)
+        pytest.fail(
+            "kubernetes-validate is missing: pip install kubernetes-validate", pytrace=False
+        )
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
 def test_manifest_is_schema_valid(path: Path) -> None:
     if kubernetes_validate is None:
-        pytest.fail("kubernetes-validate is missing: pip install kubernetes-validate",
-                    pytrace=False)
+        pytest.fail(
+            "kubernetes-validate is missing: pip install kubernetes-validate", pytrace=False
+        )
     for doc in load_yaml_all(path):
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
 
-def test_schema_validation_rejects_a_typo(container: dict[str, Any]) -> None:
+def test_schema_validation_rejects_a_typo() -> None:
     if kubernetes_validate is None:
-        pytest.fail("kubernetes-validate is missing: pip install kubernetes-validate",
-                    pytrace=False)
+        pytest.fail(
+            "kubernetes-validate is missing: pip install kubernetes-validate", pytrace=False
+        )
     deployment = load_yaml(K8S / "deployment.yaml")
     deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -73,7 +76,10 @@ def test_schema_validation_rejects_a_typo(container: dict[str, Any]) -> None:
 
 def test_every_manifest_has_identity_and_no_namespace() -> None:
     assert {p.name for p in MANIFESTS} == {
-        "configmap.yaml", "deployment.yaml", "service.yaml", "pdb.yaml"
+        "configmap.yaml",
+        "deployment.yaml",
+        "service.yaml",
+        "pdb.yaml",
     }
     for path in MANIFESTS:
         for doc in load_yaml_all(path):
@@ -107,8 +113,10 @@ def test_deployment_replicas_and_selector(resources: dict[str, dict[str, Any]]) 
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert selector.items() <= labels.items()
     assert resources["Service"]["spec"]["selector"].items() <= labels.items()
-    assert resources["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items() \
+    assert (
+        resources["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items()
         <= labels.items()
+    )
     assert resources["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
 
 

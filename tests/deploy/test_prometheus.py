@@ -56,7 +56,7 @@ def test_promtool_check_config(promtool: str, config: Path) -> None:
 def test_promtool_rejects_a_broken_rule(promtool: str, tmp_path: Path) -> None:
     """Guards the guard: a syntax error must make `check rules` fail."""
     broken = tmp_path / "broken.yml"
-    broken.write_text(RULES.read_text().replace("up{job=\"rater\"} == 0", "up{job=\"rater\" == 0"))
+    broken.write_text(RULES.read_text().replace('up{job="rater"} == 0', 'up{job="rater" == 0'))
     assert run([promtool, "check", "rules", str(broken)]).returncode != 0
 
 
@@ -102,9 +102,7 @@ def test_every_alert_is_exercised_by_the_unit_tests() -> None:
     tests = load_yaml(RULES_TEST)
     assert tests["rule_files"] == [RULES.name]
     tested = {
-        case["alertname"]
-        for test in tests["tests"]
-        for case in test.get("alert_rule_test", [])
+        case["alertname"] for test in tests["tests"] for case in test.get("alert_rule_test", [])
     }
     assert tested == set(ALERTS)
     for alert in ALERTS:
