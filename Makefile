@@ -81,9 +81,16 @@ run: venv stack-up
 	    done; \
 	    echo "worker running (pid $$(cat $(WORKER_PID)), http://127.0.0.1:$(RATER_WEB_PORT))"; \
 	fi
-	$(BIN)/rater subscriptions load examples/subscriptions.json
-	$(BIN)/rater replay examples/cdrs.jsonl
-	$(BIN)/rater demo-report
+	$(BIN)/rater demo generate --out $(DATA)/demo
+	$(BIN)/rater subscriptions load $(DATA)/demo/subscriptions.json --wait 60
+	$(BIN)/rater replay $(DATA)/demo/cdrs.jsonl
+	$(BIN)/rater demo report --expect 2003 --wait 90
+	@echo
+	@echo "The worker keeps running (pid $$(cat $(WORKER_PID)), log $(WORKER_LOG))."
+	@echo "  topics:   calls.cdr -> calls.rated, billing.overage-charges, subscriptions.alerts, calls.dlq"
+	@echo "  API:      http://127.0.0.1:$(RATER_WEB_PORT)/v1/... (readiness /readyz, liveness /healthz)"
+	@echo "  metrics:  http://127.0.0.1:$(RATER_WEB_PORT)/metrics"
+	@echo "  stop it:  make stop"
 
 stop:
 	@if [ -s $(WORKER_PID) ] && pid="$$(cat $(WORKER_PID))" && kill -0 "$$pid" 2>/dev/null; then \

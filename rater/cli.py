@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from rater.config import ConfigError, Settings
+from rater.ops_cli import add_operator_commands
 
 
 def _fail(message: str) -> int:
@@ -104,7 +105,7 @@ def upsert_events(documents: list[Any]) -> list[tuple[bytes | None, bytes]]:
     from rater.codec import subscription_from_document, subscription_to_document
     from rater.rating.clock import format_ms, now_ms
 
-    events = []
+    events: list[tuple[bytes | None, bytes]] = []
     for doc in documents:
         sub = subscription_from_document(doc)
         event = {"type": "subscription.upserted", "subscription": subscription_to_document(sub),
@@ -129,7 +130,32 @@ def cmd_subscriptions_load(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(_produce(settings, events, settings.topics.subscription_events, False))
     print(f"published {len(events)} subscription.upserted events "
           f"to {settings.topics.subscription_events}")
+    if args.wait:
+        ids = [key.decode() for key, _ in events if key is not None]
+        missing = asyncio.run(_wait_applied(settings, ids, args.wait))
+        if missing:
+            return _fail(f"{len(missing)} subscriptions not applied by a worker after "
+                         f"{args.wait:.0f}s (is `rater worker` running?), e.g. {missing[0]!r}")
+        print(f"all {len(ids)} subscriptions applied in Redis")
     return 0
+
+
+async def _wait_applied(settings: Settings, ids: list[str], timeout_s: float) -> list[str]:
+    """Poll Redis until a worker has applied every subscription; returns those still missing."""
+    from rater.rating.clock import now_ms
+    from rater.store import RedisStore
+
+    store = RedisStore.from_settings(settings)
+    deadline = time.monotonic() + timeout_s
+    pending = list(ids)
+    try:
+        while pending and time.monotonic() < deadline:
+            pending = [i for i in pending if await store.snapshot(i, now_ms()) is None]
+            if pending:
+                await asyncio.sleep(0.2)
+    finally:
+        await store.close()
+    return pending
 
 
 def _key_of(line: bytes) -> bytes | None:
@@ -164,7 +190,9 @@ def cmd_demo_generate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _read_topics(settings: Settings, topics: list[str], idle_s: float) -> dict[str, list[Any]]:
+async def _read_topics(
+    settings: Settings, topics: list[str], idle_s: float
+) -> dict[str, list[Any]]:
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(*topics, bootstrap_servers=settings.kafka_bootstrap,
@@ -233,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     subs_sub = subs.add_subparsers(dest="action", required=True)
     load = subs_sub.add_parser("load", help="publish subscription.upserted from a JSON array")
     load.add_argument("file")
+    load.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                      help="then wait until a worker has applied them all in Redis")
     load.set_defaults(func=cmd_subscriptions_load)
     replay = sub.add_parser("replay", help="produce CDRs from a JSON-lines file")
     replay.add_argument("file")
@@ -249,12 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--expect", type=int, default=0,
                         help="wait until this many records were handled")
     report.set_defaults(func=cmd_demo_report)
-    try:
-        from rater.ops_cli import add_operator_commands
-    except ImportError:
-        pass
-    else:
-        add_operator_commands(sub)
+    add_operator_commands(sub)
     return parser
 
 

@@ -155,9 +155,9 @@ class Settings:
             raise ConfigError(
                 "RATER_JWT_ISSUER and RATER_JWT_AUDIENCE are required when RATER_JWT_KEY is set"
             )
-        if self.jwt_key is not None and self.jwt_algorithm == "RS256":
-            if "BEGIN PUBLIC KEY" not in self.jwt_key:
-                raise ConfigError("RATER_JWT_KEY: RS256 needs a PEM public key (BEGIN PUBLIC KEY)")
+        if (self.jwt_key is not None and self.jwt_algorithm == "RS256"
+                and "BEGIN PUBLIC KEY" not in self.jwt_key):
+            raise ConfigError("RATER_JWT_KEY: RS256 needs a PEM public key (BEGIN PUBLIC KEY)")
         if self.jwt_key is not None and self.jwt_algorithm == "HS256" and len(self.jwt_key) < 32:
             raise ConfigError("RATER_JWT_KEY: an HS256 secret must be at least 32 characters")
 

@@ -8,7 +8,8 @@ from typing import Any
 from rater.rating.clock import format_ms, now_ms
 
 PLANS = [
-    ("60/60", {"domestic": 100, "international": 10}, {"domestic": "0.025", "international": "0.15"}),
+    ("60/60", {"domestic": 100, "international": 10},
+     {"domestic": "0.025", "international": "0.15"}),
     ("30/6", {"domestic": 30, "international": 0}, {"domestic": "0.02", "international": "0.2"}),
     ("1/1", {"domestic": 5, "international": 5}, {"domestic": "0.0125", "international": "0.1"}),
 ]

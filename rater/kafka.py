@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
 
@@ -23,12 +24,10 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         wanted = [n for n in (names or settings.topics.all()) if n not in existing]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # a racing creator won
                 await admin.create_topics(
                     [NewTopic(n, settings.topic_partitions, replication) for n in wanted]
                 )
-            except TopicAlreadyExistsError:
-                pass
         return wanted
     finally:
         await admin.close()

@@ -1,4 +1,4 @@
-"""CDR batch -> Redis (one script call per hash slot) -> rated calls, charges, alerts, dead letters."""
+"""CDR batch -> Redis (one script call per slot) -> rated calls, charges, alerts, dead letters."""
 
 from __future__ import annotations
 

@@ -40,7 +40,9 @@ class SubscriptionApplier:
                     tally.subscription_events["subscription.upserted"] += 1
             except (InvalidRecord, ImmutableFieldError) as exc:
                 tally.dead_letters[("invalid", "subscription")] += 1
-                emits.append(dead_letter(self.topics.dlq, record, "invalid", str(exc), self.clock()))
+                emits.append(
+                    dead_letter(self.topics.dlq, record, "invalid", str(exc), self.clock())
+                )
             except LookupError as exc:
                 tally.dead_letters[("unknown_subscription", "subscription")] += 1
                 emits.append(
