@@ -53,6 +53,7 @@ stack-down:
 # even when pytest fails, exiting with pytest's code. A stack that was already
 # up is left up (it says so).
 test: venv
+	$(STACK) deps
 	$(STACK) with -- $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv

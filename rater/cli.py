@@ -24,9 +24,16 @@ def _fail(message: str) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    import logging
+
     from rater.kafka import ensure_topics, wait_for_kafka
-    from rater.logs import configure_logging
+    from rater.logs import configure_logging, logging_config
     from rater.store import RedisStore
+
+    # first of all, so that whatever the start-up says (aiokafka retrying, a refusal)
+    # is already in the configured format: one JSON object per line in json mode
+    configure_logging(settings)
+    log = logging.getLogger("rater")
 
     async def preflight() -> None:
         await wait_for_kafka(settings)
@@ -52,19 +59,26 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     try:
         asyncio.run(preflight())
     except ConnectionError as exc:
+        if settings.log_format == "json":
+            log.error("rater: %s", exc)
+            return 2
         return _fail(str(exc))
-    configure_logging(settings)
     from faust import Worker
 
     from rater.app import app
 
     if not settings.auth_configured:
-        import logging
-
-        logging.getLogger("rater").warning(
+        log.warning(
             "RATER_JWT_KEY is not set: protected HTTP endpoints answer 503 auth_not_configured"
         )
-    worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    options: dict[str, Any] = {}
+    if settings.log_format == "json":
+        # Faust (mode) replaces the root logger's handlers when the worker starts;
+        # hand it ours, or its coloured plain-text lines would come out instead
+        options["logging_config"] = logging_config(settings)
+    worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, **options)
+    if settings.log_format == "json":
+        worker.spinner = None  # the progress spinner writes raw text to a terminal
     worker.execute_from_commandline()
     return 0
 

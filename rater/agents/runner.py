@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -23,6 +24,25 @@ log = logging.getLogger(__name__)
 
 Step = Callable[[Sequence[SourceRecord]], Awaitable[BatchOutput]]
 MAX_BACKOFF_S = 5.0
+LOGGED_DEAD_LETTERS_PER_BATCH = 10  # a flood of poison records must not flood the log
+
+
+def log_dead_letters(name: str, output: BatchOutput) -> None:
+    """One WARNING per dead letter (reason, ids, source) for the first few of a batch,
+    then one summary line with the counts by reason of the rest."""
+    letters = [emit.log_fields for emit in output.emits if emit.log_fields is not None]
+    for fields in letters[:LOGGED_DEAD_LETTERS_PER_BATCH]:
+        ids = " ".join(f"{k}={fields[k]}" for k in ("subscription_id", "call_id", "attempt_id")
+                       if k in fields)
+        log.warning("%s: dead letter %s%s: %s", name, fields["reason"],
+                    f" ({ids})" if ids else "", fields["detail"],
+                    extra={"agent": name, **fields})
+    rest = letters[LOGGED_DEAD_LETTERS_PER_BATCH:]
+    if rest:
+        reasons = Counter(str(fields["reason"]) for fields in rest)
+        log.warning("%s: %d more dead letters in this batch (%s)", name, len(rest),
+                    ", ".join(f"{reason}={n}" for reason, n in sorted(reasons.items())),
+                    extra={"agent": name, "dead_letters": len(rest), "reasons": dict(reasons)})
 
 
 def source_record(event: Any) -> SourceRecord:
@@ -65,6 +85,7 @@ async def process_batch(
             for event in events:
                 await stream.ack(event)
             output.tally.publish()
+            log_dead_letters(name, output)
             if name == "rate":
                 metrics.RATING_BATCH_SECONDS.observe(
                     asyncio.get_running_loop().time() - started)

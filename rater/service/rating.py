@@ -54,16 +54,20 @@ class CdrBatchRater:
             results = await self.store.rate_batch(inputs, clock, now)
             for item, record, result in zip(inputs, sources, results, strict=True):
                 if isinstance(result, Rejection):
-                    emits.append(self._reject(record, result.reason, result.detail, now, tally))
+                    ids = {"subscription_id": item.cdr.subscription_id,
+                           "call_id": item.cdr.call_id}
+                    emits.append(
+                        self._reject(record, result.reason, result.detail, now, tally, ids))
                 else:
                     self._emit_rating(item, result, emits, tally)
         return BatchOutput(emits, tally)
 
     def _reject(
-        self, record: SourceRecord, reason: str, detail: str, now: int, tally: Tally
+        self, record: SourceRecord, reason: str, detail: str, now: int, tally: Tally,
+        ids: dict[str, str] | None = None,
     ) -> Emit:
         tally.dead_letters[(reason, "cdr")] += 1
-        return dead_letter(self.topics.dlq, record, reason, detail, now)
+        return dead_letter(self.topics.dlq, record, reason, detail, now, ids)
 
     def _emit_rating(
         self, item: RatingInput, rating: CallRating, emits: list[Emit], tally: Tally

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -20,6 +21,7 @@ class Readiness:
         self.store = store
         self.redis_ok = False
         self.assigned = 0
+        self._lag_series: set[tuple[str, str]] = set()
 
     async def probe(self) -> dict[str, Any]:
         try:
@@ -35,6 +37,14 @@ class Readiness:
         return {"ready": ready, "redis": self.redis_ok, "assigned_partitions": self.assigned}
 
     async def _update_lag(self, assignment: set[Any]) -> None:
+        """One sample per assigned partition (once its first fetch told the highwater);
+        the series of partitions this worker no longer owns are dropped, so a
+        rebalance leaves no frozen lag behind (their new owner reports them)."""
+        current = {(tp.topic, str(tp.partition)) for tp in assignment}
+        for gone in self._lag_series - current:
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(*gone)
+        self._lag_series &= current
         for tp in assignment:
             try:
                 position = await self.app.consumer.position(tp)
@@ -42,9 +52,9 @@ class Readiness:
             except Exception:  # partition being revoked: skip this round
                 continue
             if position is not None and highwater is not None:
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
-                    max(0, highwater - position)
-                )
+                labels = (tp.topic, str(tp.partition))
+                metrics.CONSUMER_LAG.labels(*labels).set(max(0, highwater - position))
+                self._lag_series.add(labels)
 
 
 def register_health(app: Any, store: RedisStore) -> Readiness:

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import http.client
 import os
 import socket
 import time
@@ -22,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -172,7 +172,7 @@ def http(method: str, url: str, *, token: str | None = None, body: Any = None,
 def http_chunked(method: str, url: str, chunks: Iterable[bytes], token: str) -> Reply:
     """A request with `Transfer-Encoding: chunked` (no Content-Length to judge the size by)."""
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    connection = HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
     try:
         connection.request(method, parts.path, body=iter(list(chunks)), encode_chunked=True,
                            headers={"Authorization": f"Bearer {token}",
@@ -228,7 +228,8 @@ class ApiDeployment:
             key_file.write_text(self.public_pem)
             env.update(RATER_JWT_KEY=f"@{key_file}", RATER_JWT_ISSUER=ISSUER,
                        RATER_JWT_AUDIENCE=AUDIENCE)
-        self.worker = Worker(self.deployment, **env)
+        self.deployment.extra_env.update(env)
+        self.worker = Worker(self.deployment)
         self.worker.start(wait_ready=False)
         try:
             self.worker.wait_ready(READY_TIMEOUT_S)
@@ -265,12 +266,13 @@ class ApiDeployment:
         asyncio.run(produce(self.settings, self.settings.topics.subscription_events,
                             upsert_events(docs)))
         for doc in docs:  # wait until the worker has applied them
-            account = doc["billing_account_id"]
-            self.wait_for(
-                lambda sub=doc["subscription_id"], ba=account: http(
-                    "GET", self.usage_url(sub), token=self.tokens.reader(ba)).status == 200,
-                f"subscription {doc['subscription_id']} visible on the usage endpoint",
-            )
+            url = self.usage_url(doc["subscription_id"])
+            token = self.tokens.reader(doc["billing_account_id"])
+
+            def visible(url: str = url, token: str = token) -> bool:
+                return http("GET", url, token=token).status == 200
+
+            self.wait_for(visible, f"subscription {doc['subscription_id']} on the usage endpoint")
 
     def read(self, topic: str, done: Callable[[list[Any]], bool], timeout: float = 30.0,
              what: str = "records") -> list[Any]:

@@ -225,7 +225,8 @@ def test_users_report_sorted_and_paginated(api: ApiDeployment) -> None:
     assert full["next"] is None
 
     for limit in (1, 3):
-        pages, cursor = [], None
+        pages: list[Any] = []
+        cursor: str | None = None
         while True:
             query: dict[str, Any] = {"limit": limit}
             if cursor:
@@ -242,9 +243,10 @@ def test_users_report_sorted_and_paginated(api: ApiDeployment) -> None:
             assert isinstance(cursor, str) and len(pages) < 10
         assert pages == full["users"], f"limit={limit}"
 
-    for query, error in [({"limit": 0}, "invalid_limit"), ({"limit": 1001}, "invalid_limit"),
-                         ({"limit": "ten"}, "invalid_limit"),
-                         ({"cursor": "not-a-cursor"}, "invalid_cursor")]:
+    bad_queries: list[tuple[dict[str, Any], str]] = [
+        ({"limit": 0}, "invalid_limit"), ({"limit": 1001}, "invalid_limit"),
+        ({"limit": "ten"}, "invalid_limit"), ({"cursor": "not-a-cursor"}, "invalid_cursor")]
+    for query, error in bad_queries:
         reply = http("GET", api.users_url(sub, **query), token=reader)
         assert reply.status == 422, (query, reply.raw)
         assert reply.error_body()["error"] == error
