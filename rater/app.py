@@ -12,7 +12,7 @@ from typing import Any
 import faust
 
 from rater.agents.wiring import register_agents
-from rater.config import Settings
+from rater.config import Settings, faust_options
 from rater.service.decisions import AttemptDecider
 from rater.service.rating import CdrBatchRater
 from rater.service.subscriptions import SubscriptionApplier
@@ -33,23 +33,7 @@ class Runtime:
 
 
 def create_app(settings: Settings) -> tuple[Any, Runtime]:
-    app = faust.App(
-        settings.app_id,
-        broker=settings.kafka_broker_url,
-        store="memory://",
-        web_port=settings.web_port,
-        web_bind=settings.web_host,
-        web_host=settings.web_host,
-        topic_partitions=settings.topic_partitions,
-        topic_disable_leader=True,
-        key_serializer="raw",
-        value_serializer="raw",
-        producer_acks=-1,
-        consumer_auto_offset_reset="earliest",
-        broker_max_poll_records=settings.batch_max * 4,
-        stream_buffer_maxsize=settings.batch_max * 8,
-        stream_wait_empty=False,
-    )
+    app = faust.App(settings.app_id, **faust_options(settings))
     store = RedisStore.from_settings(settings)
     runtime = Runtime(
         settings=settings,

@@ -198,4 +198,5 @@ def decode_subscription_event(raw: bytes, max_bytes: int = 65_536) -> Subscripti
         actor=doc.get("actor"),
         role=doc.get("role"),
         at=doc.get("at"),
+        revision=doc.get("revision"),
     )

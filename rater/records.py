@@ -95,3 +95,4 @@ class PaygChange:
     actor: str | None
     role: str | None
     at: str | None
+    revision: int | None = None  # set by the API: an event no newer than Redis changes nothing

@@ -32,7 +32,10 @@ class SubscriptionApplier:
             try:
                 event = decode_subscription_event(record.value or b"", self.max_bytes)
                 if isinstance(event, PaygChange):
-                    if await self.store.set_payg(event.subscription_id, event.enabled) is None:
+                    switch = await self.store.set_payg(
+                        event.subscription_id, event.enabled, event.revision
+                    )
+                    if switch is None:
                         raise LookupError(f"subscription {event.subscription_id!r} is not known")
                     tally.subscription_events["payg.changed"] += 1
                 else:

@@ -32,6 +32,13 @@ class ImmutableFieldError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class PaygSwitch:
+    previous: bool
+    revision: int
+    applied: bool  # False when a newer switch was already stored
+
+
+@dataclass(frozen=True, slots=True)
 class RatingInput:
     cdr: Cdr
     fingerprint: str
@@ -183,14 +190,19 @@ class RedisStore:
                 f"{field_name} of subscription {sub.subscription_id!r} cannot change"
             )
 
-    async def set_payg(self, subscription_id: str, enabled: bool) -> bool | None:
-        """Returns the previous flag, or None when the subscription is unknown."""
-        previous = await self._set_payg(
-            keys=[self.sub_key(subscription_id)], args=["1" if enabled else "0"]
+    async def set_payg(
+        self, subscription_id: str, enabled: bool, revision: int | None = None
+    ) -> PaygSwitch | None:
+        """Switch PAYG; None when the subscription is unknown. With `revision`, only a
+        newer revision than the stored one applies (replayed audit events change nothing)."""
+        answer = await self._set_payg(
+            keys=[self.sub_key(subscription_id)],
+            args=["1" if enabled else "0", "" if revision is None else revision],
         )
-        if previous is None:
+        if not answer:
             return None
-        return bool(previous == "1")
+        previous, stored_revision, applied = answer
+        return PaygSwitch(previous == "1", int(stored_revision), bool(applied))
 
     async def snapshot(self, subscription_id: str, at_ms: int) -> SubscriptionSnapshot | None:
         answer = await self._snapshot(keys=[self.sub_key(subscription_id)], args=[at_ms])

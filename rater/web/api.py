@@ -59,7 +59,7 @@ from rater.rating.decision import Decision
 from rater.rating.money import format_micro
 from rater.records import ZONES, CallAttempt, Zone
 from rater.service.decisions import decision_record
-from rater.store.redis_store import SubscriptionSnapshot
+from rater.store.redis_store import PaygSwitch, SubscriptionSnapshot
 from rater.web.auth import CALL_AUTHORIZER, READ_ROLES, WRITE_ROLES, AuthError, TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,9 @@ class Store(Protocol):
     """The part of `RedisStore` the API uses (a fake in unit tests)."""
 
     async def snapshot(self, subscription_id: str, at_ms: int) -> SubscriptionSnapshot | None: ...
-    async def set_payg(self, subscription_id: str, enabled: bool) -> bool | None: ...
+    async def set_payg(
+        self, subscription_id: str, enabled: bool, revision: int | None = None
+    ) -> PaygSwitch | None: ...
     async def user_seconds(
         self, subscription_id: str, period: str
     ) -> Mapping[str, Mapping[Zone, int]]: ...
@@ -326,14 +328,16 @@ class RaterApi:
         snapshot = await self._snapshot(subscription_id)
         role = principal.require_role(snapshot.billing_account_id, WRITE_ROLES)
         enabled = parse_payg_body(await read_body())
-        previous = await self.store.set_payg(subscription_id, enabled)
-        if previous is None:  # removed between the lookup and the write
+        switch = await self.store.set_payg(subscription_id, enabled)
+        if switch is None:  # removed between the lookup and the write
             raise ApiError.not_found(subscription_id)
+        previous = switch.previous
         event = {
             "type": "payg.changed",
             "subscription_id": subscription_id,
             "enabled": enabled,
             "previous": previous,
+            "revision": switch.revision,
             "actor": principal.subject,
             "role": role,
             "at": format_ms(self.clock()),

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import os
+import shutil
 import socket
 import time
 import urllib.error
@@ -29,12 +30,14 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 import redis
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from rater.cli import upsert_events
 from rater.config import Settings
 from rater.rating.clock import format_ms, now_ms
 from rater.web.tokens import generate_rsa_keypair, issue_token
-from tests.integration.harness import Deployment, Worker, consume, produce
+from tests.integration.harness import REPO, Deployment, Worker, consume, produce
 
 ISSUER = "https://idp.rater.test/"
 AUDIENCE = "rater-api"
@@ -242,6 +245,23 @@ class ApiDeployment:
         if self.worker is not None:
             self.worker.stop()
         self._drop_redis_keys()
+        asyncio.run(self._drop_topics())
+        # Faust's default datadir is `<app id>-data` in the worker's cwd (the repo)
+        shutil.rmtree(REPO / f"{self.settings.app_id}-data", ignore_errors=True)
+
+    async def _drop_topics(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            mine = [t for t in existing if t.startswith(self.settings.topic_prefix)
+                    or t.startswith(f"{self.settings.app_id}-")]
+            if mine:
+                await admin.delete_topics(mine)
+        except KafkaError:
+            pass  # best effort: unique names never collide with a later run
+        finally:
+            await admin.close()
 
     def _drop_redis_keys(self) -> None:
         client = redis.Redis.from_url(self.settings.redis_url)

@@ -69,8 +69,12 @@ class Deployment:
 class Worker:
     """`rater worker` in a subprocess, its log in rater-data/test-logs/."""
 
-    def __init__(self, deployment: Deployment, port: int | None = None, **env: str) -> None:
+    def __init__(
+        self, deployment: Deployment, port: int | None = None,
+        command: list[str] | None = None, **env: str,
+    ) -> None:
         self.deployment = deployment
+        self.command = command or [sys.executable, "-m", "rater.cli", "worker"]
         self.port = port or free_port()
         self.env = deployment.env(RATER_WEB_PORT=str(self.port), **env)
         LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -84,7 +88,7 @@ class Worker:
     def start(self, wait_ready: bool = True, timeout: float = 90.0) -> Worker:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "rater.cli", "worker"],
+            self.command,
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
             start_new_session=True,
         )

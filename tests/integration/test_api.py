@@ -151,8 +151,8 @@ def test_payg_lifecycle_block_switch_on_charge_switch_off(api: ApiDeployment) ->
                if r.get("type") == "payg.changed" and r.get("subscription_id") == sub]
     assert len(changes) == 2
     for change in changes:
-        assert set(change) == {"type", "subscription_id", "enabled", "previous", "actor",
-                               "role", "at"}
+        assert set(change) == {"type", "subscription_id", "enabled", "previous", "revision",
+                               "actor", "role", "at"}
         assert abs(ms(change["at"]) - now_ms()) < 300_000
     assert [(c["enabled"], c["previous"], c["actor"], c["role"]) for c in changes] == [
         (True, False, "olivia@example.test", "owner"),
@@ -320,6 +320,9 @@ def test_bad_bodies_are_refused_and_change_nothing(api: ApiDeployment) -> None:
     assert http("PUT", api.payg_url(sub), token=owner, body={"enabled": False}).status == 200
 
     after = api.redis_state(sub)
+    # the two valid switches (on, then back off) bumped the PAYG revision; nothing else moved
+    sub_key = next(key for key in after if key.endswith(":sub"))
+    assert int(after[sub_key].pop("payg_rev")) == int(before[sub_key].pop("payg_rev", 0)) + 2
     assert after == before
 
     # Only the two valid switches were recorded: nothing from the refused requests.

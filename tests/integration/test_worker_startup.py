@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import REPO, Deployment, free_port
+from tests.integration.harness import REPO, Deployment, Worker, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -54,3 +55,17 @@ def test_unreachable_kafka_is_one_line_after_the_retry_budget() -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert f"Kafka at 127.0.0.1:{port} unreachable after 2s" in lines[0]
+
+
+async def test_faust_cli_runs_the_same_app() -> None:
+    deployment = Deployment()
+    await deployment.create_topics()
+    faust = str(Path(sys.executable).with_name("faust"))
+    worker = Worker(deployment, command=[faust, "-A", "rater.app", "worker", "-l", "info"])
+    worker.start()
+    try:
+        assert worker.http_status("/healthz") == 200
+        assert b"rater_ready 1.0" in worker.get("/metrics")
+    finally:
+        worker.stop()
+    assert worker.process is not None and worker.process.returncode is not None

@@ -21,7 +21,7 @@ from rater.config import Settings
 from rater.rating.decision import Decision, decide
 from rater.rating.model import ZoneCounters
 from rater.records import CallAttempt, Increment, Zone
-from rater.store.redis_store import SubscriptionSnapshot
+from rater.store.redis_store import PaygSwitch, SubscriptionSnapshot
 from rater.web.api import (
     MAX_BODY_BYTES,
     ApiError,
@@ -76,13 +76,15 @@ class FakeStore:
         self.calls.append("snapshot")
         return self.subs.get(subscription_id)
 
-    async def set_payg(self, subscription_id: str, enabled: bool) -> bool | None:
+    async def set_payg(
+        self, subscription_id: str, enabled: bool, revision: int | None = None
+    ) -> PaygSwitch | None:
         self.calls.append("set_payg")
         current = self.subs.get(subscription_id)
         if current is None:
             return None
         self.writes.append((subscription_id, enabled))
-        return current.payg_enabled
+        return PaygSwitch(current.payg_enabled, len(self.writes), True)
 
     async def user_seconds(
         self, subscription_id: str, period: str
@@ -394,8 +396,9 @@ def test_payg_switch_writes_then_publishes_the_audit_event() -> None:
     [(topic, key, value)] = published.records
     assert (topic, key) == ("u.subscriptions.events", b"sub-1")
     assert orjson.loads(value) == {"type": "payg.changed", "subscription_id": "sub-1",
-                                   "enabled": True, "previous": False, "actor": "carl",
-                                   "role": "contributor", "at": "2026-11-18T11:06:40Z"}
+                                   "enabled": True, "previous": False, "revision": 1,
+                                   "actor": "carl", "role": "contributor",
+                                   "at": "2026-11-18T11:06:40Z"}
 
 
 def test_payg_publish_failure_is_a_json_503() -> None:
@@ -455,3 +458,53 @@ def test_a_bad_configured_key_is_a_config_error() -> None:
 def test_verifier_is_built_once() -> None:
     api, _, _ = make_api()
     assert isinstance(api.verifier, TokenVerifier) and api.verifier.configured
+
+
+# ------------------------------------------------ operator CLI (rater.ops_cli) ---
+
+
+def test_rater_token_with_a_secret_is_accepted_by_the_verifier(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from rater.cli import build_parser
+    from rater.ops_cli import cmd_token
+
+    args = build_parser().parse_args([
+        "token", "--sub", "ops", "--role", "ba-1=owner", "--role", "ba-2=reader",
+        "--scope", "call_authorizer", "--secret", SECRET, "--issuer", ISSUER,
+        "--audience", AUDIENCE])
+    assert cmd_token(Settings(), args) == 0
+    principal = TokenVerifier.from_settings(SETTINGS).authenticate(
+        "Bearer " + capsys.readouterr().out.strip())
+    assert principal.subject == "ops"
+    assert dict(principal.roles) == {"ba-1": "owner", "ba-2": "reader"}
+    assert principal.has_scope("call_authorizer")
+
+
+@pytest.mark.parametrize("argv", [
+    ["token", "--sub", "ops", "--role", "ba-1"],                       # no BA=ROLE
+    ["token", "--sub", "ops", "--role", "ba-1=admin", "--secret", SECRET],  # unknown role
+    ["token", "--sub", "ops", "--secret"],                             # no RATER_JWT_KEY
+    ["token", "--sub", "ops"],                                         # no key at all
+])
+def test_rater_token_refuses_bad_input(argv: list[str], capsys: pytest.CaptureFixture[str]
+                                       ) -> None:
+    from rater.cli import build_parser
+    from rater.ops_cli import cmd_token
+
+    args = build_parser().parse_args([*argv, "--issuer", ISSUER, "--audience", AUDIENCE])
+    assert cmd_token(Settings(), args) == 2
+    assert capsys.readouterr().err.startswith("rater: ")
+
+
+def test_usage_table_is_readable() -> None:
+    from rater.ops_cli import format_usage
+
+    text = format_usage(usage_document(snapshot(used=120, overage_s=60, overage_micro=25_000,
+                                                payg=True)))
+    lines = text.splitlines()
+    assert lines[0] == "subscription sub-1  billing account ba-1"
+    assert "PAYG on" in lines[1] and "2026-12-01T00:00:00Z" in lines[1]
+    domestic = next(line for line in lines if line.startswith("domestic"))
+    assert domestic.split()[-2:] == ["0.025000", "payg"]
+    assert "120s (2:00)" in domestic
