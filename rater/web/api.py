@@ -37,13 +37,9 @@ Choices where SPEC §7 is silent (also in the docs):
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import orjson
@@ -52,21 +48,27 @@ from faust.web import View
 from redis.exceptions import RedisError
 
 from rater import metrics
-from rater.codec import InvalidRecord, attempt_from_document
 from rater.config import ConfigError, Settings
 from rater.rating.clock import format_ms, now_ms
 from rater.rating.decision import Decision
-from rater.rating.money import format_micro
-from rater.records import ZONES, CallAttempt, Zone
+from rater.records import CallAttempt, Zone
 from rater.service.decisions import decision_record
 from rater.store.redis_store import PaygSwitch, SubscriptionSnapshot
 from rater.web.auth import CALL_AUTHORIZER, READ_ROLES, WRITE_ROLES, AuthError, TokenVerifier
+from rater.web.documents import (
+    MAX_BODY_BYTES,
+    ApiError,
+    Cursor,
+    Document,
+    parse_attempt,
+    parse_limit,
+    parse_payg_body,
+    usage_document,
+    users_page,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES: Final = 65_536
-DEFAULT_USERS_LIMIT: Final = 100
-MAX_USERS_LIMIT: Final = 1000
 JSON_CONTENT_TYPE: Final = "application/json"
 
 ROUTE_AUTHORIZE: Final = "/v1/authorize"
@@ -74,38 +76,9 @@ ROUTE_USAGE: Final = "/v1/subscriptions/{subscription_id}/usage"
 ROUTE_USERS: Final = "/v1/subscriptions/{subscription_id}/usage/users"
 ROUTE_PAYG: Final = "/v1/subscriptions/{subscription_id}/payg"
 
-_PERIOD_RE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_JSON_OBJECT_HINT: Final = 'expected a JSON object {"enabled": true|false}'
 
 BodyReader = Callable[[], Awaitable[bytes]]
 Publish = Callable[[str, bytes, bytes], Awaitable[None]]
-Document = dict[str, Any]
-
-
-class ApiError(Exception):
-    """A request the API refuses: status, a stable error code, a human-readable detail."""
-
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(f"{status} {error}: {detail}")
-        self.status = status
-        self.error = error
-        self.detail = detail
-
-    def to_body(self) -> dict[str, str]:
-        return {"error": self.error, "detail": self.detail}
-
-    @classmethod
-    def invalid(cls, detail: str) -> ApiError:
-        return cls(422, "invalid_request", detail)
-
-    @classmethod
-    def too_large(cls, size: int | None = None) -> ApiError:
-        got = f" (got {size} bytes)" if size is not None else ""
-        return cls(413, "payload_too_large", f"body exceeds {MAX_BODY_BYTES} bytes{got}")
-
-    @classmethod
-    def not_found(cls, subscription_id: str) -> ApiError:
-        return cls(404, "not_found", f"subscription {subscription_id!r} is not known")
 
 
 class Store(Protocol):
@@ -122,145 +95,6 @@ class Store(Protocol):
 
 class Decider(Protocol):
     async def decide(self, attempt: CallAttempt) -> Decision: ...
-
-
-# ------------------------------------------------------------------ bodies ---
-
-
-def parse_attempt(body: bytes) -> CallAttempt:
-    """A call attempt (SPEC §4) from a request body; ApiError 422 when it is not one."""
-    document = _parse_json(body)
-    try:
-        return attempt_from_document(document)
-    except InvalidRecord as exc:
-        raise ApiError.invalid(f"not a call attempt: {exc}") from None
-
-
-def parse_payg_body(body: bytes) -> bool:
-    """`{"enabled": bool}` exactly: no other field, no 0/1, no strings."""
-    document = _parse_json(body)
-    if not isinstance(document, dict):
-        raise ApiError.invalid(_JSON_OBJECT_HINT)
-    unknown = sorted(k for k in document if k != "enabled")
-    if unknown:
-        shown = ", ".join(repr(k[:64]) for k in unknown[:5])
-        raise ApiError.invalid(f"unknown field(s) {shown}; {_JSON_OBJECT_HINT}")
-    if "enabled" not in document:
-        raise ApiError.invalid(f"missing field 'enabled'; {_JSON_OBJECT_HINT}")
-    enabled = document["enabled"]
-    if not isinstance(enabled, bool):
-        raise ApiError.invalid("field 'enabled' must be true or false")
-    return enabled
-
-
-def _parse_json(body: bytes) -> Any:
-    if len(body) > MAX_BODY_BYTES:  # readers check already; this guards direct callers
-        raise ApiError.too_large(len(body))
-    if not body.strip():
-        raise ApiError.invalid("empty body; expected JSON")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError.invalid(f"body is not JSON: {exc}") from None
-
-
-# ----------------------------------------------------------------- queries ---
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    period: str
-    offset: int
-
-    def encode(self) -> str:
-        raw = orjson.dumps({"p": self.period, "o": self.offset})
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-    @classmethod
-    def decode(cls, text: str) -> Cursor:
-        bad = ApiError(422, "invalid_cursor", "cursor is not one this API returned")
-        if not text or len(text) > 200:
-            raise bad
-        try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            doc = orjson.loads(raw)
-        except (binascii.Error, ValueError):
-            raise bad from None
-        if not isinstance(doc, dict) or set(doc) != {"p", "o"}:
-            raise bad
-        period, offset = doc["p"], doc["o"]
-        if not isinstance(period, str) or not _PERIOD_RE.match(period):
-            raise bad
-        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-            raise bad
-        return cls(period, offset)
-
-
-def parse_limit(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return DEFAULT_USERS_LIMIT
-    if not raw.isdigit() or len(raw) > 6:
-        raise ApiError(422, "invalid_limit", f"limit must be an integer 1..{MAX_USERS_LIMIT}")
-    limit = int(raw)
-    if not 1 <= limit <= MAX_USERS_LIMIT:
-        raise ApiError(422, "invalid_limit", f"limit must be an integer 1..{MAX_USERS_LIMIT}")
-    return limit
-
-
-# --------------------------------------------------------------- documents ---
-
-
-def usage_document(snapshot: SubscriptionSnapshot) -> Document:
-    """The cost-management view of SPEC §7 for one subscription's current period."""
-    zones: Document = {}
-    for zone in ZONES:
-        counters = snapshot.zones[zone]
-        remaining = snapshot.remaining_s(zone)
-        if remaining > 0:
-            status = "ok"
-        elif snapshot.payg_enabled:
-            status = "payg"
-        else:
-            status = "blocked"
-        zones[zone] = {
-            "included_s": snapshot.pool_s(zone),
-            "used_included_s": counters.used_included_s,
-            "remaining_s": remaining,
-            "overage_s": counters.overage_s,
-            "unbilled_s": counters.unbilled_s,
-            "overage_amount": format_micro(counters.overage_micro),
-            "status": status,
-        }
-    return {
-        "subscription_id": snapshot.subscription_id,
-        "billing_account_id": snapshot.billing_account_id,
-        "period": snapshot.period,
-        "period_end": format_ms(snapshot.period_end_ms),
-        "payg_enabled": snapshot.payg_enabled,
-        "currency": snapshot.currency,
-        "zones": zones,
-    }
-
-
-def users_page(
-    period: str, seconds: Mapping[str, Mapping[Zone, int]], offset: int, limit: int
-) -> Document:
-    """One page of the usage report: total_s descending, then user_id ascending."""
-    rows = []
-    for user_id, by_zone in seconds.items():
-        billable = {zone: int(by_zone.get(zone, 0)) for zone in ZONES}
-        rows.append((-sum(billable.values()), user_id, billable))
-    rows.sort(key=lambda row: (row[0], row[1]))
-    page = rows[offset : offset + limit]
-    end = offset + len(page)
-    return {
-        "period": period,
-        "users": [
-            {"user_id": user_id, "billable_s": billable, "total_s": -negative_total}
-            for negative_total, user_id, billable in page
-        ],
-        "next": Cursor(period, end).encode() if end < len(rows) else None,
-    }
 
 
 # --------------------------------------------------------------------- API ---

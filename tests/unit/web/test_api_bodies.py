@@ -22,16 +22,14 @@ from rater.rating.decision import Decision, decide
 from rater.rating.model import ZoneCounters
 from rater.records import CallAttempt, Increment, Zone
 from rater.store.redis_store import PaygSwitch, SubscriptionSnapshot
-from rater.web.api import (
+from rater.web.api import RaterApi, body_reader, respond
+from rater.web.documents import (
     MAX_BODY_BYTES,
     ApiError,
     Cursor,
-    RaterApi,
-    body_reader,
     parse_attempt,
     parse_limit,
     parse_payg_body,
-    respond,
     usage_document,
     users_page,
 )
