@@ -23,6 +23,7 @@ from rater.rating.model import ZoneCounters
 from rater.records import CallAttempt, Increment, Zone
 from rater.store.redis_store import PaygSwitch, SubscriptionSnapshot
 from rater.web.api import RaterApi, body_reader, respond
+from rater.web.auth import AuthError, TokenVerifier
 from rater.web.documents import (
     MAX_BODY_BYTES,
     ApiError,
@@ -33,7 +34,6 @@ from rater.web.documents import (
     usage_document,
     users_page,
 )
-from rater.web.auth import AuthError, TokenVerifier
 from rater.web.tokens import issue_token
 
 SECRET = "unit-test-secret-unit-test-secret-0123456789"
