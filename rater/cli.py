@@ -30,10 +30,10 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from rater.logs import configure_logging, logging_config
     from rater.store import RedisStore
 
-    # first of all, so that whatever the start-up says (aiokafka retrying, a refusal)
-    # is already in the configured format: one JSON object per line in json mode
-    configure_logging(settings)
     log = logging.getLogger("rater")
+    # the preflight retries quietly (aiokafka logs every failed connect as an ERROR,
+    # which Python's last-resort handler would print): a refusal is one line, below
+    logging.getLogger().addHandler(logging.NullHandler())
 
     async def preflight() -> None:
         await wait_for_kafka(settings)
@@ -56,16 +56,26 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         if args.create_topics:
             await ensure_topics(settings)
 
+    def refuse(message: str) -> int:
+        """The one line a refused start prints: JSON like every other line in json mode."""
+        if settings.log_format != "json":
+            return _fail(message)
+        configure_logging(settings)
+        log.error("rater: %s", message)
+        return 2
+
     try:
         asyncio.run(preflight())
     except ConnectionError as exc:
-        if settings.log_format == "json":
-            log.error("rater: %s", exc)
-            return 2
-        return _fail(str(exc))
+        return refuse(str(exc))
+    # only now: the preflight's retries stay quiet, a refusal is one line (above)
+    configure_logging(settings)
     from faust import Worker
 
-    from rater.app import app
+    try:
+        from rater.app import app
+    except ConfigError as exc:  # e.g. RATER_JWT_KEY that is not a usable key
+        return refuse(str(exc))
 
     if not settings.auth_configured:
         log.warning(
