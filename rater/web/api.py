@@ -187,7 +187,9 @@ class RaterApi:
                 "repeat the request to record it",
             ) from None
         log.info("payg %s -> %s for %s by %s (%s)", previous, enabled, subscription_id,
-                 principal.subject, role)
+                 principal.subject, role,
+                 extra={"subscription_id": subscription_id, "actor": principal.subject,
+                        "role": role, "payg_enabled": enabled, "revision": switch.revision})
         return {"subscription_id": subscription_id, "payg_enabled": enabled, "previous": previous}
 
     async def _snapshot(self, subscription_id: str) -> SubscriptionSnapshot:
