@@ -7,6 +7,7 @@ group and Redis key prefix) and web port, so modules never share state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,8 @@ class Worker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.tail()}")
+                code = self.process.returncode
+                raise AssertionError(f"worker exited with {code}:\n{self.tail()}")
             if self.http_status("/readyz") == 200:
                 return
             time.sleep(0.5)
@@ -139,6 +141,17 @@ class Worker:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+@contextlib.asynccontextmanager
+async def running_worker(deployment: Deployment, **env: str) -> AsyncIterator[Worker]:
+    """Topics created, a worker started and ready; stopped on exit (a module fixture body)."""
+    await deployment.create_topics()
+    worker = Worker(deployment, **env).start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
 
 
 async def produce(

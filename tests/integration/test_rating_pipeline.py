@@ -23,7 +23,7 @@ from rater.rating.model import RatingClock, ReferenceRater
 from rater.rating.results import CallRating
 from rater.store import RedisStore
 from tests.builders import cdr_doc, subscription_doc
-from tests.integration.harness import Deployment, Worker, consume, produce
+from tests.integration.harness import Deployment, Worker, consume, produce, running_worker
 
 pytestmark = pytest.mark.integration
 
@@ -88,12 +88,8 @@ def deployment() -> Iterator[Deployment]:
 
 @pytest.fixture(scope="module")
 async def worker(deployment: Deployment) -> AsyncIterator[Worker]:
-    await deployment.create_topics()
-    running = Worker(deployment).start()
-    try:
+    async with running_worker(deployment) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")
