@@ -23,13 +23,15 @@ export RATER_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)
 export RATER_REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
 RATER_WEB_PORT ?= 6066
 
-.PHONY: help venv stack-up stack-down test lint run stop bench
+.PHONY: help venv stack-up stack-down test test-faults lint run stop bench
 
 help:
 	@echo "make venv        create .venv and install the package with its test extras"
 	@echo "make stack-up    start Kafka and Redis on 127.0.0.1 (deploy/local/stack up)"
 	@echo "make stack-down  stop them (deploy/local/stack down)"
 	@echo "make test        the test suite against a real stack (PYTEST_ARGS=... passes on)"
+	@echo "make test-faults the fault-injection suite on its own stack (Kafka 19092, Redis 16379,"
+	@echo "                 Redis Cluster 17001-17003); kills and restarts them (~10 min)"
 	@echo "make lint        ruff and mypy"
 	@echo "make run         stack, topics, a worker in the background, the example data, a report"
 	@echo "make stop        stop the worker started by 'make run' and the stack"
@@ -54,7 +56,14 @@ stack-down:
 # up is left up (it says so).
 test: venv
 	$(STACK) deps
-	$(STACK) with -- $(BIN)/pytest $(PYTEST_ARGS)
+	$(STACK) with -- $(BIN)/pytest --ignore=tests/faults $(PYTEST_ARGS)
+
+# The fault suite starts and stops its own Kafka + Redis (deploy/local/stack on
+# other ports, data and logs in rater-data/faults/) and Redis Cluster
+# (deploy/local/redis-cluster): it never touches the default stack above.
+test-faults: venv
+	$(STACK) deps
+	$(BIN)/pytest tests/faults -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check rater tests benchmarks
@@ -105,5 +114,12 @@ stop:
 	rm -f $(WORKER_PID)
 	$(STACK) down
 
-bench: venv
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+# the bench extra (py-spy, matplotlib) only for those who run the benchmarks
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $@
+
+bench: venv $(BENCH_STAMP)
 	$(STACK) with -- $(BIN)/python -m benchmarks $(BENCH_ARGS)

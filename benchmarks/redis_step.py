@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from benchmarks.data import DataSet, call_id
-from rater.cli import upsert_events
 from rater.codec import InvalidRecord, cdr_fingerprint, decode_cdr, subscription_from_document
 from rater.config import Settings
 from rater.messages import SourceRecord
@@ -91,9 +91,10 @@ async def redis_per_cdr(store: RedisStore, inputs: Sequence[RatingInput], depth:
         pipe = store.client.pipeline(transaction=False)
         for item in inputs[i:i + depth]:
             cdr = item.cdr
+            one = [(1, cdr.call_id, item.fingerprint, cdr.user_id, cdr.started_at_ms,
+                    cdr.duration_s, _kind(cdr))]
             args = [clock.now_ms, clock.grace_ms, clock.future_tolerance_ms, clock.now_ms,
-                    KEEP_MS, 1, cdr.call_id, item.fingerprint, cdr.user_id, cdr.started_at_ms,
-                    cdr.duration_s, _kind(cdr)]
+                    KEEP_MS, orjson.dumps(one)]
             await store._rate(keys=[store.sub_key(cdr.subscription_id)], args=args, client=pipe)
         await pipe.execute()
     return len(inputs) / (time.perf_counter() - started)
@@ -110,8 +111,6 @@ class StepResult:
 async def rating_step(store: RedisStore, settings: Settings, data: DataSet,
                       batch: int, keep: bool = False) -> StepResult:
     """CDRs/s through CdrBatchRater.rate on raw bytes: decode, Redis, output records."""
-    import orjson
-
     rater = CdrBatchRater(store, settings)
     records = [SourceRecord(settings.topics.cdr, 0, i, k, v)
                for i, (k, v) in enumerate(data.records)]
@@ -215,7 +214,3 @@ async def memory_per_cdr(settings: Settings, subs: Sequence[dict[str, Any]], n_c
         await delete_prefix(raw, prefix)
         await raw.aclose()
         await store.close()
-
-
-async def upsert_via_events(docs: Sequence[dict[str, Any]]) -> list[tuple[bytes | None, bytes]]:
-    return upsert_events(list(docs))

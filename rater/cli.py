@@ -16,6 +16,7 @@ import orjson
 
 from rater.config import ConfigError, Settings
 from rater.ops_cli import add_operator_commands
+from rater.rebuild import add_rebuild_command
 
 
 def _fail(message: str) -> int:
@@ -87,8 +88,10 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         # hand it ours, or its coloured plain-text lines would come out instead
         options["logging_config"] = logging_config(settings)
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, **options)
-    if settings.log_format == "json":
-        worker.spinner = None  # the progress spinner writes raw text to a terminal
+    # No progress spinner: it writes raw text to a terminal, and at log level WARNING or
+    # above it sets the root logger to DEBUG for itself, so every aiokafka debug call
+    # builds a log record (a tenth of the worker's CPU at full load; docs/performance.md)
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0
 
@@ -304,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="wait until this many records were handled")
     report.set_defaults(func=cmd_demo_report)
     add_operator_commands(sub)
+    add_rebuild_command(sub)
     return parser
 
 

@@ -7,8 +7,9 @@ that into a dead letter with reason `invalid` (SPEC §5.10).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -104,8 +105,98 @@ def _int(value: Any) -> int:
     return int(value)
 
 
+_TIMESTAMP_FAST = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z", re.ASCII)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def _timestamp_fast(text: str) -> int | None:
+    """`parse_timestamp` for the plain `YYYY-MM-DDTHH:MM:SS[.fff]Z` shape, in integers;
+    None whenever the text is anything else (or out of range), for the full parser."""
+    match = _TIMESTAMP_FAST.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction = match.groups()
+    y = int(year)
+    h, mi, sec = int(hour), int(minute), int(second)
+    if not MIN_YEAR <= y <= MAX_YEAR or h > 23 or mi > 59 or sec > 59:
+        return None
+    try:
+        days = date(y, int(month), int(day)).toordinal() - _EPOCH_ORDINAL
+    except ValueError:
+        return None
+    millis = int(fraction[:3].ljust(3, "0")) if fraction else 0
+    return (((days * 24 + h) * 60 + mi) * 60 + sec) * 1000 + millis
+
+
+class _CdrShape:
+    """A typed check of the CDR schema's common case, built from the compiled validator's
+    own patterns. It accepts only documents that `schemas/cdr.schema.json` accepts (a
+    subset: exact ints, no defaults to fill in beyond `emergency`); everything else goes
+    through the compiled validator, so the details of InvalidRecord never change."""
+
+    REQUIRED = frozenset(("call_id", "subscription_id", "user_id", "started_at",
+                          "duration_s", "direction", "zone"))
+    ALLOWED = REQUIRED | {"emergency", "destination"}
+
+    def __init__(self) -> None:
+        patterns = getattr(validator("cdr"), "__globals__", {}).get("REGEX_PATTERNS", {})
+        self.subscription = patterns.get(r"^[^{}\s]+$")
+        self.started = patterns.get(
+            r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+        self.destination = patterns.get(r"^\+[1-9]\d{1,14}$")
+        self.usable = None not in (self.subscription, self.started, self.destination)
+
+    def matches(self, doc: Any) -> bool:
+        if not self.usable or type(doc) is not dict:
+            return False
+        keys = doc.keys()
+        if not (keys >= self.REQUIRED and keys <= self.ALLOWED):
+            return False
+        call_id, sub, user = doc["call_id"], doc["subscription_id"], doc["user_id"]
+        started, duration = doc["started_at"], doc["duration_s"]
+        direction, zone = doc["direction"], doc["zone"]
+        emergency = doc.get("emergency", False)
+        destination = doc.get("destination")
+        return (
+            type(call_id) is str and 1 <= len(call_id) <= 128
+            and type(sub) is str and 1 <= len(sub) <= 128
+            and self.subscription.search(sub) is not None
+            and type(user) is str and 1 <= len(user) <= 128
+            and type(started) is str and 20 <= len(started) <= 40
+            and self.started.search(started) is not None
+            and type(duration) is int and 0 <= duration <= 86_400
+            and (direction == "outbound" or direction == "inbound") and type(direction) is str
+            and (zone == "domestic" or zone == "international") and type(zone) is str
+            and type(emergency) is bool
+            and (destination is None or (type(destination) is str
+                                         and self.destination.search(destination) is not None))
+        )
+
+
+@cache
+def _cdr_shape() -> _CdrShape:
+    return _CdrShape()
+
+
 def decode_cdr(raw: bytes, max_bytes: int = 65_536) -> Cdr:
-    doc = validate("cdr", parse_json(raw, max_bytes))
+    doc = parse_json(raw, max_bytes)
+    if _cdr_shape().matches(doc):  # the schema holds; same record as the slow path below
+        started = doc["started_at"]
+        started_ms = _timestamp_fast(started)
+        return Cdr(
+            call_id=doc["call_id"],
+            subscription_id=doc["subscription_id"],
+            user_id=doc["user_id"],
+            started_at_ms=(started_ms if started_ms is not None
+                           else parse_timestamp(started, "started_at")),
+            duration_s=doc["duration_s"],
+            direction=doc["direction"],
+            zone=doc["zone"],
+            emergency=doc.get("emergency", False),
+            destination=doc.get("destination"),
+        )
+    doc = validate("cdr", doc)
     return Cdr(
         call_id=doc["call_id"],
         subscription_id=doc["subscription_id"],

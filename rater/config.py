@@ -76,6 +76,7 @@ class Settings:
     jwt_audience: str | None = None
     batch_max: int = 500
     batch_within_s: float = 0.05
+    cdr_consumer: str = "direct"  # "direct" (agents/fast_path) or "faust" (the rate-cdrs agent)
     max_record_bytes: int = 65_536
     log_format: str = "text"
     log_level: str = "INFO"
@@ -124,6 +125,7 @@ class Settings:
             jwt_audience=env.get("RATER_JWT_AUDIENCE") or None,
             batch_max=reader.integer("RATER_BATCH_MAX", 500, 1, 100_000),
             batch_within_s=reader.decimal_seconds("RATER_BATCH_WITHIN_S", 0.05),
+            cdr_consumer=reader.choice("RATER_CDR_CONSUMER", "direct", ("direct", "faust")),
             max_record_bytes=reader.integer("RATER_MAX_RECORD_BYTES", 65_536, 1024, 16_777_216),
             log_format=reader.choice("RATER_LOG_FORMAT", "text", ("text", "json")),
             log_level=reader.choice(
@@ -160,6 +162,28 @@ class Settings:
             raise ConfigError("RATER_JWT_KEY: RS256 needs a PEM public key (BEGIN PUBLIC KEY)")
         if self.jwt_key is not None and self.jwt_algorithm == "HS256" and len(self.jwt_key) < 32:
             raise ConfigError("RATER_JWT_KEY: an HS256 secret must be at least 32 characters")
+
+
+def faust_options(settings: Settings) -> dict[str, Any]:
+    """The Faust app's settings (rater.app; the benchmark's bare Faust agent takes them too)."""
+    return {
+        "broker": settings.kafka_broker_url,
+        "store": "memory://",
+        # not Faust's default `<app id>-data` in the current directory
+        "datadir": str(settings.data_dir / f"{settings.app_id}-data"),
+        "web_port": settings.web_port,
+        "web_bind": settings.web_host,
+        "web_host": settings.web_host,
+        "topic_partitions": settings.topic_partitions,
+        "topic_disable_leader": True,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "producer_acks": -1,
+        "consumer_auto_offset_reset": "earliest",
+        "broker_max_poll_records": settings.batch_max * 4,
+        "stream_buffer_maxsize": settings.batch_max * 8,
+        "stream_wait_empty": False,
+    }
 
 
 def _jwt_key(env: Mapping[str, str]) -> str | None:

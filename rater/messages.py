@@ -74,11 +74,20 @@ def _sniff_ids(record: SourceRecord) -> dict[str, str]:
     return ids
 
 
-def _text_or_base64(raw: bytes) -> tuple[str, str]:
+# A dead letter carries at most this much of the original value (and key): a 1 MB
+# poison record, escaped or base64-encoded, would make a dead letter the broker refuses
+# (MessageSizeTooLarge), and the batch would retry forever: a stalled partition.
+MAX_DEAD_LETTER_BYTES = 65_536
+
+
+def _text_or_base64(raw: bytes, limit: int = MAX_DEAD_LETTER_BYTES) -> tuple[str, str]:
     try:
-        return raw.decode("utf-8"), "utf-8"
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return base64.b64encode(raw).decode("ascii"), "base64"
+        return base64.b64encode(raw[:limit]).decode("ascii"), "base64"
+    if len(raw) > limit:  # whole characters only
+        text = raw[:limit].decode("utf-8", "ignore")
+    return text, "utf-8"
 
 
 def dead_letter(
@@ -94,7 +103,8 @@ def dead_letter(
     `ids` (subscription_id, call_id, ...) go to the log line only; without them
     they are read, best effort, from the record itself.
     """
-    value, encoding = _text_or_base64(record.value or b"")
+    raw = record.value or b""
+    value, encoding = _text_or_base64(raw)
     key = None
     if record.key is not None:
         key, _ = _text_or_base64(record.key)
@@ -109,6 +119,11 @@ def dead_letter(
         "value_encoding": encoding,
         "at": format_ms(at_ms),
     }
+    kafka_key = record.key
+    if len(raw) > MAX_DEAD_LETTER_BYTES or len(kafka_key or b"") > MAX_DEAD_LETTER_BYTES:
+        letter["truncated"] = True  # value and key: their first MAX_DEAD_LETTER_BYTES
+        letter["value_bytes"] = len(raw)
+        kafka_key = kafka_key[:MAX_DEAD_LETTER_BYTES] if kafka_key is not None else None
     log_fields: dict[str, Any] = {
         "reason": reason,
         "detail": detail[:MAX_LOGGED_DETAIL],
@@ -117,4 +132,4 @@ def dead_letter(
         "source_offset": record.offset,
     }
     log_fields.update(ids if ids is not None else _sniff_ids(record))
-    return Emit(dlq_topic, record.key, orjson.dumps(letter), log_fields)
+    return Emit(dlq_topic, kafka_key, orjson.dumps(letter), log_fields)

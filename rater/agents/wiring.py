@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rater.agents.fast_path import register_direct_consumer
 from rater.agents.runner import run_batches
 from rater.config import Settings
 from rater.service.decisions import AttemptDecider
@@ -25,10 +26,13 @@ def register_agents(
 
     # concurrency=1 everywhere: faust issue 606 can commit past an in-flight message;
     # scale with partitions and workers instead.
-    @app.agent(source(topics.cdr), name="rate-cdrs", concurrency=1)
-    async def rate_cdrs(stream: Any) -> None:
-        await run_batches(stream, rater.rate, app.producer, "rate",
-                          settings.batch_max, settings.batch_within_s)
+    if settings.cdr_consumer == "direct":
+        register_direct_consumer(app, settings, rater)
+    else:
+        @app.agent(source(topics.cdr), name="rate-cdrs", concurrency=1)
+        async def rate_cdrs(stream: Any) -> None:
+            await run_batches(stream, rater.rate, app.producer, "rate",
+                              settings.batch_max, settings.batch_within_s)
 
     @app.agent(source(topics.attempts), name="decide-attempts", concurrency=1)
     async def decide_attempts(stream: Any) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 MS_PER_DAY = 86_400_000
+_GMTIME_END_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z: four-digit years before it
 
 
 def to_ms(moment: datetime) -> int:
@@ -19,9 +21,13 @@ def from_ms(ms: int) -> datetime:
 
 def format_ms(ms: int) -> str:
     """UTC with a `Z`; milliseconds only when there are some, so output is stable."""
-    moment = from_ms(ms)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    millis = ms % 1000
+    if 0 <= ms < _GMTIME_END_MS:  # the hot path (every output record): C gmtime
+        seconds, millis = divmod(ms, 1000)
+        y, mo, d, h, mi, s = time.gmtime(seconds)[:6]
+        text = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}"
+    else:
+        text = from_ms(ms).strftime("%Y-%m-%dT%H:%M:%S")
+        millis = ms % 1000
     return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
 
 

@@ -11,8 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from rater.config import Settings
 from rater.rating.decision import PoolState
@@ -143,7 +147,10 @@ class RedisStore:
         if settings.redis_cluster:
             client = RedisCluster.from_url(settings.redis_url, **options)
         else:
-            client = aioredis.Redis.from_url(settings.redis_url, **options)
+            # from_url sets no retry: after a Redis restart every pooled connection would
+            # fail its next command once. Reconnect instead (the scripts are idempotent).
+            retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, (RedisConnectionError,))
+            client = aioredis.Redis.from_url(settings.redis_url, retry=retry, **options)
         return cls(client, settings.key_prefix, settings.redis_cluster)
 
     async def close(self) -> None:
@@ -166,16 +173,18 @@ class RedisStore:
         results: list[CallRating | Rejection | None] = [None] * len(items)
         for indexes in groups.values():
             key_index: dict[str, int] = {}
-            args: list[Any] = [
-                clock.now_ms, clock.grace_ms, clock.future_tolerance_ms, rated_at_ms, KEEP_MS
-            ]
+            cdrs: list[tuple[Any, ...]] = []
             for index in indexes:
                 cdr = items[index].cdr
                 key = self.sub_key(cdr.subscription_id)
                 position = key_index.setdefault(key, len(key_index) + 1)
-                args += (position, cdr.call_id, items[index].fingerprint, cdr.user_id,
-                         cdr.started_at_ms, cdr.duration_s, _kind(cdr))
-            rows = await self._rate(keys=list(key_index), args=args)
+                cdrs.append((position, cdr.call_id, items[index].fingerprint, cdr.user_id,
+                             cdr.started_at_ms, cdr.duration_s, _kind(cdr)))
+            # the batch travels as one JSON argument and comes back as one JSON reply:
+            # no per-field argument packing or reply parsing on either side
+            args = [clock.now_ms, clock.grace_ms, clock.future_tolerance_ms, rated_at_ms,
+                    KEEP_MS, orjson.dumps(cdrs)]
+            rows = orjson.loads(await self._rate(keys=list(key_index), args=args))
             for index, row in zip(indexes, rows, strict=True):
                 results[index] = _parse_result(row)
         return [r for r in results if r is not None]

@@ -78,11 +78,12 @@ def test_kafka_is_single_node_kraft(compose: dict[str, Any]) -> None:
     assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
 
 
-def test_redis_uses_aof_everysec(compose: dict[str, Any]) -> None:
+def test_redis_uses_aof_always(compose: dict[str, Any]) -> None:
+    """docs/operations.md: the rater requires appendfsync always (tests/faults shows why)."""
     command = compose["services"]["redis"]["command"]
     joined = " ".join(command) if isinstance(command, list) else command
     assert "--appendonly yes" in joined
-    assert "--appendfsync everysec" in joined
+    assert "--appendfsync always" in joined
     assert any(v.endswith(":/data") for v in compose["services"]["redis"]["volumes"])
 
 

@@ -264,7 +264,7 @@ class ApiDeployment:
             await admin.close()
 
     def _drop_redis_keys(self) -> None:
-        client = redis.Redis.from_url(self.settings.redis_url)
+        client = sync_redis(self.settings)
         try:
             batch = list(client.scan_iter(match=f"{self.settings.key_prefix}:*", count=1000))
             if batch:
@@ -346,7 +346,7 @@ class ApiDeployment:
 
     def redis_state(self, subscription_id: str) -> dict[str, Any]:
         """Every Redis key of one subscription with its full content."""
-        client = redis.Redis.from_url(self.settings.redis_url, decode_responses=True)
+        client = sync_redis(self.settings, decode_responses=True)
         try:
             state: dict[str, Any] = {}
             pattern = f"{self.settings.key_prefix}:{{{subscription_id}}}:*"
@@ -355,6 +355,13 @@ class ApiDeployment:
             return state
         finally:
             client.close()
+
+
+def sync_redis(settings: Settings, **options: Any) -> Any:
+    """A plain client for test assertions; cluster-aware under RATER_REDIS_CLUSTER=1."""
+    if settings.redis_cluster:
+        return redis.RedisCluster.from_url(settings.redis_url, **options)
+    return redis.Redis.from_url(settings.redis_url, **options)
 
 
 def unique(prefix: str) -> str:

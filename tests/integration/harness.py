@@ -50,6 +50,7 @@ class Deployment:
         env.update({
             "RATER_KAFKA_BOOTSTRAP": os.environ.get("RATER_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
             "RATER_REDIS_URL": os.environ.get("RATER_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            "RATER_REDIS_CLUSTER": os.environ.get("RATER_REDIS_CLUSTER", "0"),
             "RATER_APP_ID": self.name,
             "RATER_TOPIC_PREFIX": f"{self.name}.",
             "RATER_TOPIC_PARTITIONS": str(self.partitions),

@@ -1,0 +1,333 @@
+"""`python -m benchmarks` (make bench): every figure of issue 7 in one bounded run.
+
+Phases (all on one generated data set, each with its own topics / key prefix):
+  a  Redis rating step alone: one Lua call per batch vs one call per CDR; the whole
+     in-process rating step (decode + Redis + output records) by batch size (PNG)
+  b  bare aiokafka consume -> orjson decode -> produce (the limit)
+  c  bare Faust agent doing the same (the framework's floor)
+  d  the rater end to end, `rater worker` subprocess, per CDR-consumer mode; flame graphs
+  e  end-to-end latency at half the measured peak, paced
+  f  POST /v1/authorize at a fixed rate from a separate process, beside a bare handler
+  g  Redis bytes per rated CDR after rating --memory-cdrs CDRs
+  h  worker RSS over a soak of --soak-s seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks import data as datagen
+from benchmarks import pipeline, redis_step
+from rater.config import Settings
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PHASES = "abcdefgh"
+SWEEP = (1, 10, 50, 100, 250, 500, 1000, 2000)
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except OSError:
+        mem_kb = 0
+    return {"nproc": os.cpu_count(), "cpu_model": model, "ram_gib": round(mem_kb / 2**20, 1),
+            "python": platform.python_version(), "kernel": platform.release()}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cdrs", type=int, default=200_000, help="records in the data set")
+    p.add_argument("--subs", type=int, default=10_000, help="subscriptions")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke sizes: 20k CDRs, 2k subscriptions, short phases")
+    p.add_argument("--phases", default=PHASES, help="subset of letters a-h to run")
+    p.add_argument("--modes", default="faust,direct",
+                   help="CDR-consumer modes for phase d (RATER_CDR_CONSUMER values)")
+    p.add_argument("--batch", type=int, default=500, help="RATER_BATCH_MAX for the rater")
+    p.add_argument("--partitions", type=int, default=6)
+    p.add_argument("--memory-cdrs", type=int, default=1_000_000)
+    p.add_argument("--latency-s", type=float, default=15.0)
+    p.add_argument("--soak-s", type=float, default=60.0)
+    p.add_argument("--soak-rate", type=float, default=2000.0)
+    p.add_argument("--web-rate", type=float, default=2000.0)
+    p.add_argument("--web-s", type=float, default=10.0)
+    p.add_argument("--no-flame", action="store_true", help="skip py-spy flame graphs")
+    p.add_argument("--name", default=None, help="result file name (default: UTC time)")
+    p.add_argument("--seed", type=int, default=7)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.cdrs, args.subs = min(args.cdrs, 20_000), min(args.subs, 2_000)
+        args.memory_cdrs = min(args.memory_cdrs, 100_000)
+        args.latency_s, args.soak_s, args.web_s = 5.0, min(args.soak_s, 10.0), 5.0
+    if args.cdrs < 1000 or args.subs < 10:
+        p.error("--cdrs must be >= 1000 and --subs >= 10")
+    if not set(args.phases) <= set(PHASES):
+        p.error(f"--phases takes letters of {PHASES}")
+    if args.soak_s > 3600 or args.latency_s > 600 or args.web_s > 600:
+        p.error("phases are bounded: --soak-s <= 3600, --latency-s/--web-s <= 600")
+    args.name = args.name or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return args
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+async def phase_a(settings: Settings, data: datagen.DataSet, args: argparse.Namespace,
+                  out: dict[str, Any]) -> redis_step.StepResult:
+    inputs = redis_step.decoded_inputs(data)
+    figures: dict[str, Any] = {"cdrs": len(inputs)}
+
+    async def fresh(fn: Any) -> Any:
+        prefix = f"bench-a-{uuid.uuid4().hex[:8]}"
+        store = redis_step.store_for(settings, prefix)
+        try:
+            await redis_step.load_subscriptions(store, data.subscriptions)
+            return await fn(store)
+        finally:
+            await redis_step.delete_prefix(store.client, prefix)
+            await store.close()
+
+    figures["lua_batch_500"] = round(await fresh(
+        lambda s: redis_step.redis_batched(s, inputs, 500, settings)))
+    figures["lua_per_cdr_pipelined"] = round(await fresh(
+        lambda s: redis_step.redis_per_cdr(s, inputs, 500, settings)))
+    say(f"a: Lua batch {figures['lua_batch_500']}/s, per CDR {figures['lua_per_cdr_pipelined']}/s")
+    step: redis_step.StepResult = await fresh(
+        lambda s: redis_step.rating_step(s, settings, data, args.batch, keep=True))
+    figures["rating_step"] = round(step.rate)
+    say(f"a: in-process rating step (decode+Redis+records) {step.rate:.0f}/s")
+    sweep: dict[str, dict[int, float]] = {"rating_step": {}, "lua_only": {}}
+    sub = data.records[: min(len(data.records), 20_000)]
+    small = datagen.DataSet(data.subscriptions, sub, data.now_ms)
+    small_inputs = redis_step.decoded_inputs(small)
+    for size in SWEEP:
+        n = len(sub) if size >= 50 else min(len(sub), 2000 * max(size, 1))
+        part = datagen.DataSet(data.subscriptions, sub[:n], data.now_ms)
+        res = await fresh(lambda s, p=part, b=size: redis_step.rating_step(s, settings, p, b))
+        sweep["rating_step"][size] = round(res.rate)
+        sweep["lua_only"][size] = round(await fresh(
+            lambda s, b=size, k=n: redis_step.redis_batched(s, small_inputs[:k], b, settings)))
+    figures["batch_sweep"] = sweep
+    out["a_redis_step"] = figures
+    return step
+
+
+def plot_sweep(sweep: dict[str, Any], e2e: dict[int, float], path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for name, label in (("lua_only", "Redis Lua step only (RedisStore.rate_batch)"),
+                        ("rating_step", "in-process rating step (decode + Redis + records)")):
+        points = sorted((int(k), v) for k, v in sweep[name].items())
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    if e2e:
+        points = sorted(e2e.items())
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="s",
+                label="rater end to end (Kafka -> worker -> Kafka)")
+    ax.set_xscale("log")
+    ax.set_xlabel("batch size (CDRs per Lua call / RATER_BATCH_MAX)")
+    ax.set_ylabel("CDRs/s")
+    ax.set_title("Rating throughput vs batch size")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}{unit}"
+    if isinstance(value, int):
+        return f"{value:,}{unit}"
+    return f"{value}{unit}"
+
+
+def cpu_line(shares: dict[str, float]) -> str:
+    return " / ".join(f"{shares.get(k, 0):.2f}" for k in ("process", "kafka", "redis",
+                                                          "other_cores"))
+
+
+def table(res: dict[str, Any]) -> str:
+    rows: list[tuple[str, str, str]] = []
+    a = res.get("a_redis_step")
+    if a:
+        rows += [("a", "Redis step: one Lua call per 500 CDRs", fmt(a["lua_batch_500"], " CDR/s")),
+                 ("a", "Redis step: one Lua call per CDR (pipelined)",
+                  fmt(a["lua_per_cdr_pipelined"], " CDR/s")),
+                 ("a", "in-process rating step (decode+Redis+records)",
+                  fmt(a["rating_step"], " CDR/s"))]
+    for key, label, name in (("b_passthrough", "b", "bare aiokafka consume->decode->produce"),
+                             ("c_faust_floor", "c", "bare Faust agent (same work)")):
+        if key in res:
+            rows.append((label, name, fmt(res[key]["cdrs_per_s"], " rec/s")))
+            shares = res[key].get("cpu_shares")
+            if shares:
+                rows.append((label, "  CPU cores: process / Kafka / Redis / other",
+                             cpu_line(shares)))
+    for mode, d in res.get("d_rater", {}).items():
+        rows.append(("d", f"rater end to end, RATER_CDR_CONSUMER={mode}",
+                     fmt(d["cdrs_per_s"], " CDR/s")))
+        shares = d.get("cpu_shares")
+        if shares:
+            rows.append(("d", "  CPU cores: worker / Kafka / Redis / other",
+                         cpu_line(shares)))
+            rate = d["cdrs_per_s"] or 1
+            rows.append(("d", "  CPU per CDR: worker / Redis",
+                         f"{shares.get('process', 0) / rate * 1e6:.0f} / "
+                         f"{shares.get('redis', 0) / rate * 1e6:.0f} us"))
+        if "ratio_to_passthrough" in d:
+            rows.append(("d", f"  ratio d/b ({mode})", f"{d['ratio_to_passthrough']:.2f}"))
+        if "ratio_to_faust_floor" in d:
+            rows.append(("d", f"  ratio d/c ({mode})", f"{d['ratio_to_faust_floor']:.2f}"))
+    e = res.get("e_latency")
+    if e:
+        lat = e["latency"]
+        rows.append(("e", f"latency at {lat['rate_per_s']:.0f}/s ({e['mode']}): rated p50/p99",
+                     f"{lat['rated']['p50_ms']:.0f} / {lat['rated']['p99_ms']:.0f} ms"))
+        if lat["charge"]["n"]:
+            rows.append(("e", "  charge p50/p99",
+                         f"{lat['charge']['p50_ms']:.0f} / {lat['charge']['p99_ms']:.0f} ms"))
+    f = res.get("f_authorize")
+    if f:
+        for key, label in (("authorize", "POST /v1/authorize"),
+                           ("bare", "bare handler, same stack")):
+            w = f.get(key)
+            if w:
+                rows.append(("f", f"{label} @ {w['target_rate']:.0f}/s: rate, p50/p99",
+                             f"{w['achieved_rate']:,.0f}/s, {w['p50_ms']:.2f} / "
+                             f"{w['p99_ms']:.2f} ms"))
+    g = res.get("g_memory")
+    if g:
+        rows.append(("g", f"Redis bytes per rated CDR ({g['cdrs']:,} CDRs)",
+                     f"{g['bytes_per_cdr']:.0f} B (dedupe {g['bytes_per_cdr_dedupe']:.0f}"
+                     f" + counters {g['bytes_per_cdr_counters']:.0f})"))
+    h = res.get("h_soak")
+    if h:
+        rows.append(("h", f"worker RSS over {h['seconds']:.0f}s soak @ {h['rate_per_s']:.0f}/s",
+                     f"{h['rss_start_mb']} -> {h['rss_end_mb']} MB (max {h['rss_max_mb']})"))
+    width = max(len(r[1]) for r in rows) if rows else 10
+    lines = [f"{'':2} {'figure':<{width}}  value", f"{'':2} {'-' * width}  {'-' * 28}"]
+    lines += [f"{p:2} {name:<{width}}  {value}" for p, name, value in rows]
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    settings = Settings.from_env()
+    res: dict[str, Any] = {"name": args.name, "machine": machine(),
+                           "args": {k: v for k, v in vars(args).items()},
+                           "started": datetime.now(UTC).isoformat()}
+    say(f"generating {args.cdrs:,} records over {args.subs:,} subscriptions")
+    data = datagen.generate(args.cdrs, args.subs, seed=args.seed)
+    res["data"] = data.summary()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    step = None
+    if "a" in args.phases or "d" in args.phases:
+        say("a: Redis rating step")
+        step = await phase_a(settings, data, args, res)
+    if "b" in args.phases:
+        say("b: bare aiokafka passthrough")
+        res["b_passthrough"] = (await pipeline.passthrough(settings, data, args.partitions)
+                                ).as_dict()
+        say(f"b: {res['b_passthrough']['cdrs_per_s']:,}/s")
+    if "c" in args.phases:
+        say("c: bare Faust agent")
+        flame = None if args.no_flame else RESULTS / f"flame-{args.name}-faust-floor.svg"
+        res["c_faust_floor"] = (await pipeline.faust_floor(settings, data, args.partitions,
+                                                           flame)).as_dict()
+        if flame and flame.exists():
+            res["c_faust_floor"]["flame_graph"] = flame.name
+        say(f"c: {res['c_faust_floor']['cdrs_per_s']:,}/s")
+    peak = 0.0
+    best_mode = None
+    if "d" in args.phases and step is not None:
+        res["d_rater"] = {}
+        for mode in [m for m in args.modes.split(",") if m]:
+            say(f"d: rater end to end, mode {mode}")
+            flame = None if args.no_flame else RESULTS / f"flame-{args.name}-rater-{mode}.svg"
+            t = await pipeline.rater_end_to_end(settings, data, step, args.partitions, mode,
+                                                args.batch, flame)
+            d = t.as_dict()
+            if flame and flame.exists():
+                d["flame_graph"] = flame.name
+            if "b_passthrough" in res:
+                d["ratio_to_passthrough"] = round(t.rate / res["b_passthrough"]["cdrs_per_s"], 3)
+            if "c_faust_floor" in res:
+                d["ratio_to_faust_floor"] = round(t.rate / res["c_faust_floor"]["cdrs_per_s"], 3)
+            res["d_rater"][mode] = d
+            say(f"d: {mode}: {d['cdrs_per_s']:,}/s (verified identical to in-process rating)")
+            if t.rate > peak:
+                peak, best_mode = t.rate, mode
+    if "e" in args.phases or "h" in args.phases:
+        mode = best_mode or args.modes.split(",")[0]
+        rate = peak / 2 if peak else 5000.0
+        say(f"e/h: latency at {rate:.0f}/s for {args.latency_s:.0f}s, then soak "
+            f"{args.soak_s:.0f}s @ {args.soak_rate:.0f}/s (mode {mode})")
+        lh = await pipeline.latency_and_soak(
+            settings, data, args.partitions, mode, args.batch, rate,
+            args.latency_s if "e" in args.phases else 1.0, args.soak_rate,
+            args.soak_s if "h" in args.phases else 0.0)
+        if "e" in args.phases:
+            res["e_latency"] = {"mode": mode, "peak_basis": round(peak), **lh}
+            res["e_latency"].pop("soak", None)
+        if "soak" in lh:
+            res["h_soak"] = {"mode": mode, **lh["soak"]}
+    if "f" in args.phases:
+        from benchmarks import web
+
+        say(f"f: authorize at {args.web_rate:.0f}/s for {args.web_s:.0f}s, then bare handler")
+        flame = None if args.no_flame else RESULTS / f"flame-{args.name}-authorize.svg"
+        res["f_authorize"] = await web.authorize_under_load(data, args.partitions,
+                                                            args.web_rate, args.web_s, flame)
+    if "g" in args.phases:
+        say(f"g: Redis memory after rating {args.memory_cdrs:,} CDRs")
+        res["g_memory"] = await redis_step.memory_per_cdr(
+            settings, data.subscriptions, args.memory_cdrs, f"bench-g-{uuid.uuid4().hex[:8]}")
+    if "a" in args.phases and "a_redis_step" in res:
+        png = plot_sweep(res["a_redis_step"]["batch_sweep"], {},
+                         RESULTS / f"batch-size-{args.name}.png")
+        if png:
+            res["a_redis_step"]["plot"] = png.name
+    res["finished"] = datetime.now(UTC).isoformat()
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    res = asyncio.run(main_async(args))
+    res["elapsed_s"] = round(time.monotonic() - started, 1)
+    text = table(res)
+    print(text)
+    blob = orjson.dumps(res, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    (RESULTS / f"{args.name}.json").write_bytes(blob)
+    (RESULTS / "latest.json").write_bytes(blob)
+    print(f"\nwritten: {RESULTS / (args.name + '.json')} (and latest.json); "
+          f"{res['elapsed_s']:.0f}s", file=sys.stderr)
+    return 0

@@ -1,0 +1,117 @@
+"""(f) POST /v1/authorize under a fixed open-loop rate from a separate process, beside a
+bare handler on the same web stack (Faust view on aiohttp), in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks import kafka_io, procs
+from benchmarks.data import DataSet
+from benchmarks.pipeline import LOGS, bench_env, drop_faust_datadir, rater_deployment, run_id
+from benchmarks.redis_step import delete_prefix, load_subscriptions
+from rater.store import RedisStore
+from tests.integration.harness import Worker, free_port
+
+SECRET = "benchmark-only-hs256-secret-0123456789abcdef"
+ISSUER, AUDIENCE = "rater-bench", "rater"
+
+
+def attempt_bodies(data: DataSet, path: Path, count: int = 5000, seed: int = 3) -> Path:
+    rnd = random.Random(seed)
+    lines = []
+    for i in range(count):
+        sub = data.subscriptions[rnd.randrange(len(data.subscriptions))]
+        lines.append(orjson.dumps({
+            "attempt_id": f"att-{i:06d}", "subscription_id": sub["subscription_id"],
+            "user_id": f"user-{rnd.randrange(4)}",
+            "direction": "outbound" if rnd.random() < 0.9 else "inbound",
+            "zone": "domestic" if rnd.random() < 0.8 else "international",
+        }))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+async def load(url: str, bodies: Path, rate: float, seconds: float, token: str = "") -> Any:
+    args = [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--bodies", str(bodies),
+            "--rate", str(rate), "--seconds", str(seconds)]
+    if token:
+        args += ["--token", token]
+    process = await asyncio.create_subprocess_exec(
+        *args, env=bench_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=seconds + 90)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    if process.returncode != 0:
+        raise RuntimeError(f"loadgen failed: {err.decode()[-2000:]}")
+    return orjson.loads(out.splitlines()[-1])
+
+
+async def authorize_under_load(data: DataSet, partitions: int, rate: float,
+                               seconds: float, flame: Path | None = None) -> dict[str, Any]:
+    from rater.web.tokens import issue_token
+
+    result: dict[str, Any] = {}
+    bodies = attempt_bodies(data, LOGS / "authorize-bodies.jsonl")
+    jwt_env = {"RATER_JWT_ALGORITHM": "HS256", "RATER_JWT_KEY": SECRET,
+               "RATER_JWT_ISSUER": ISSUER, "RATER_JWT_AUDIENCE": AUDIENCE}
+    deployment = rater_deployment(partitions, None, 500, jwt_env)
+    dsettings = deployment.settings
+    store = RedisStore.from_settings(dsettings)
+    try:
+        await deployment.create_topics()
+        await load_subscriptions(store, data.subscriptions)
+        token = issue_token(SECRET, subject="bench-authorizer", scope="call_authorizer",
+                            issuer=ISSUER, audience=AUDIENCE, algorithm="HS256",
+                            expires_in=3600)
+        worker = Worker(deployment).start(wait_ready=True)
+        assert worker.process is not None
+        profiler = procs.Profiler(worker.process.pid, flame) if flame else None
+        timeline = procs.CpuTimeline(worker.process.pid)
+        try:
+            started = time.time()
+            result["authorize"] = await load(f"{worker.url}/v1/authorize", bodies, rate,
+                                             seconds, token)
+            timeline.sample()
+            result["authorize"]["cpu_shares"] = timeline.shares(started, time.time())
+            if flame is not None:
+                result["authorize"]["flame_graph"] = flame.name
+        finally:
+            if profiler:
+                profiler.finish()
+            worker.stop()
+    finally:
+        await delete_prefix(store.client, dsettings.key_prefix)
+        await store.close()
+        await kafka_io.delete_topics(dsettings.kafka_bootstrap,
+                                     dsettings.topics.cdr.removesuffix("calls.cdr"))
+        drop_faust_datadir(dsettings.app_id)
+    port = free_port()
+    app_id = run_id("w")
+    idle = f"{app_id}.idle"
+    bootstrap = dsettings.kafka_bootstrap
+    await kafka_io.create_topics(bootstrap, [idle], 1)
+    process = procs.spawn([sys.executable, "-m", "benchmarks.bare_web"],
+                          bench_env(BENCH_APP_ID=app_id, BENCH_WEB_PORT=str(port),
+                                    BENCH_IDLE_TOPIC=idle),
+                          LOGS / f"{app_id}.log")
+    try:
+        procs.wait_port(port, 60, process)
+        await asyncio.sleep(3.0)  # past Faust's start-up (rebalance) before loading it
+        result["bare"] = await load(f"http://127.0.0.1:{port}/bare", bodies, rate, seconds)
+    finally:
+        procs.stop(process)
+        await kafka_io.delete_topics(bootstrap, app_id)
+        drop_faust_datadir(app_id)
+    return result

@@ -1,0 +1,372 @@
+"""The direct CDR consumer (`RATER_CDR_CONSUMER=direct`): calls.cdr without Faust's streams.
+
+Faust's per-event machinery (one Event, one stream hop and one ack per record)
+costs far more than rating a CDR does; see docs/performance.md. In this mode the
+worker is still `rater worker` and still the Faust app (web server, /metrics, the
+attempts and subscription-events agents), but calls.cdr is read by this service
+with its own aiokafka consumer in its own consumer group, `<app_id>-cdr`.
+
+The contract is the agent's (rater.agents.runner), at least once:
+
+1. `getmany` up to `batch_max` records (per partition in offset order, so one
+   subscription's CDRs keep their order);
+2. the SAME `CdrBatchRater.rate` (one Lua call per batch);
+3. every output record sent, and every broker ack awaited (acks=all);
+4. only then the batch's offsets are committed (manual commit).
+
+A Redis or Kafka failure retries the whole batch with backoff; the Lua script
+dedupes by call id, so CDRs rated before the failure come back as their stored
+results and are re-emitted identically (SPEC §5.8). On a rebalance the revoke
+callback waits for the batch in flight to finish and commit before the
+partitions move, so a clean hand-over re-delivers nothing; a crash re-delivers
+at most the uncommitted batch, which the idempotent Lua absorbs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.partitioner import murmur2
+from mode import Service
+from redis.exceptions import RedisError
+
+from rater import metrics
+from rater.agents.runner import log_dead_letters
+from rater.config import Settings
+from rater.messages import SourceRecord
+from rater.rating.results import CallRating, Rejection
+from rater.service.rating import BatchOutput, CdrBatchRater, PreparedBatch
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 5.0
+REVOKE_WAIT_S = 60.0
+LAG_INTERVAL_S = 5.0
+KEY_HASH_CACHE = 200_000
+MAX_DELIVERIES = 4  # batches sent but not yet acknowledged and committed
+
+
+def consumer_group(settings: Settings) -> str:
+    return f"{settings.app_id}-cdr"
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: DirectCdrConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # the batch in flight commits its own offsets once its outputs are acked
+        await self.owner.wait_idle(REVOKE_WAIT_S)
+        log.info("calls.cdr partitions revoked: %s", sorted(tp.partition for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("calls.cdr partitions assigned: %s", sorted(tp.partition for tp in assigned))
+
+
+@dataclass(slots=True)
+class _Stage:
+    """One batch between fetch and delivery."""
+
+    records: list[SourceRecord]
+    offsets: dict[Any, int]  # per partition: the offset to commit once delivered
+    started: float
+    batch: PreparedBatch
+    call: asyncio.Future[list[CallRating | Rejection]] | None = None  # its Redis call
+
+
+class DirectCdrConsumer(Service):  # type: ignore[misc]
+    """Consume calls.cdr, rate, produce, await acks, then commit.
+
+    A pipeline in one event loop: while Redis rates batch k, the worker decodes batch
+    k+1 and builds batch k-1's records and hands them to the producer; the acks of up
+    to MAX_DELIVERIES earlier batches and their commits complete meanwhile. Redis calls
+    happen strictly in batch order (k+1's call starts only after k's answer), records
+    reach the producer in batch order, and commits happen in batch order.
+    """
+
+    def __init__(self, settings: Settings, rater: CdrBatchRater, **kwargs: Any) -> None:
+        self.settings = settings
+        self.rater = rater
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self._busy = asyncio.Lock()  # held while the pipeline advances
+        self._in_redis: _Stage | None = None  # the batch whose Redis call is under way
+        self._delivery: asyncio.Future[bool] | None = None  # the last batch handed over
+        self._in_flight: list[asyncio.Future[bool]] = []  # handed over, not yet committed
+        self._closing = False
+        self._partitions: dict[str, list[int]] = {}  # output topic -> its partitions
+        self._key_hashes: dict[bytes, int] = {}  # key -> murmur2(key), bounded
+        super().__init__(**kwargs)
+
+    def assignment(self) -> set[Any]:
+        return set(self.consumer.assignment()) if self.consumer is not None else set()
+
+    async def on_start(self) -> None:
+        s = self.settings
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=0,
+            max_batch_size=256 * 1024, client_id=f"{s.app_id}-cdr-producer",
+        )
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap, group_id=consumer_group(s),
+            client_id=f"{s.app_id}-cdr-consumer", enable_auto_commit=False,
+            auto_offset_reset="earliest", max_poll_records=s.batch_max,
+            max_partition_fetch_bytes=2 * 1024 * 1024,
+        )
+        await self.producer.start()
+        await self.consumer.start()
+        self.consumer.subscribe([s.topics.cdr], listener=_Rebalance(self))
+        log.info("direct CDR consumer on %s (group %s, batches of up to %d)",
+                 s.topics.cdr, consumer_group(s), s.batch_max)
+
+    async def on_stop(self) -> None:
+        self._closing = True
+        await self.wait_idle(REVOKE_WAIT_S)
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Until no batch is being rated or delivered, i.e. every batch taken so far is
+        committed (bounded: a batch stuck retrying stays uncommitted and is redelivered)."""
+        try:
+            await asyncio.wait_for(self._busy.acquire(), timeout)
+        except TimeoutError:
+            log.warning("calls.cdr batch still in flight after %.0fs; its offsets stay "
+                        "uncommitted and it will be redelivered", timeout)
+            return
+        try:
+            await asyncio.wait_for(self._drain(), timeout)
+        except TimeoutError:
+            log.warning("calls.cdr batch still retrying after %.0fs; its offsets stay "
+                        "uncommitted and it will be redelivered", timeout)
+        finally:
+            self._busy.release()
+
+    async def _drain(self) -> None:
+        await self._advance(None)  # the batch in Redis, if any: finished and handed over
+        await self._delivered()
+
+    @Service.task  # type: ignore[misc]
+    async def _consume(self) -> None:
+        assert self.consumer is not None
+        consumer = self.consumer
+        within_ms = max(1, int(self.settings.batch_within_s * 1000))
+        while not self.should_stop and not self._closing:
+            # with a batch in Redis, take only what is already fetched: that batch must
+            # not wait for new records to arrive before it is finished and delivered
+            batch = await consumer.getmany(timeout_ms=0 if self._in_redis else within_ms,
+                                           max_records=self.settings.batch_max)
+            async with self._busy:
+                if self._closing:
+                    return
+                if batch:
+                    assigned = consumer.assignment()
+                    batch = {tp: ms for tp, ms in batch.items() if tp in assigned}
+                await self._advance(batch)
+
+    async def _advance(self, batch: dict[Any, list[Any]] | None) -> None:
+        """One step of the pipeline: decode the new batch (while Redis rates the previous
+        one), collect the previous batch's ratings and start the new batch's Redis call at
+        once, then build the previous batch's output records (while Redis rates the new
+        one) and hand them to delivery. Redis calls, deliveries and commits each stay
+        strictly in batch order; a batch is never rated before the one before it."""
+        incoming = self._take(batch) if batch else None
+        current, self._in_redis = self._in_redis, None
+        results = None
+        if current is not None:
+            results = await self._ratings(current)
+            if results is None:  # stopping while Redis fails: nothing more is started
+                return
+        if incoming is not None:
+            incoming.call = asyncio.ensure_future(self.rater.rate_prepared(incoming.batch))
+            self._in_redis = incoming
+            await asyncio.sleep(0)  # let the call reach Redis before the CPU work below
+        if current is not None and results is not None:
+            output = self.rater.finish(current.batch, results)
+            await self._bound_deliveries()
+            # the records go to the producer now, in batch order; their acks and the
+            # commit are awaited by the delivery task, after the batch before's commit
+            try:
+                sent = await self._send(output)
+            except Exception as exc:  # e.g. no metadata yet: the delivery retries it
+                log.warning("rate: sending %d records failed (%s); retrying",
+                            len(output.emits), exc)
+                sent = None
+            self._delivery = asyncio.ensure_future(self._deliver(
+                output, sent, current.offsets, len(current.records), current.started,
+                self._delivery))
+            self._in_flight.append(self._delivery)
+
+    async def _bound_deliveries(self) -> None:
+        """At most MAX_DELIVERIES batches sent but not yet acknowledged and committed."""
+        self._in_flight = [d for d in self._in_flight if not d.done()]
+        while len(self._in_flight) >= MAX_DELIVERIES:
+            await asyncio.wait([self._in_flight[0]])
+            self._in_flight = [d for d in self._in_flight if not d.done()]
+
+    def _take(self, batch: dict[Any, list[Any]]) -> _Stage:
+        records: list[SourceRecord] = []
+        offsets: dict[Any, int] = {}
+        for tp, messages in batch.items():
+            for m in messages:
+                records.append(SourceRecord(m.topic, m.partition, m.offset, m.key, m.value))
+            offsets[tp] = messages[-1].offset + 1
+        started = asyncio.get_running_loop().time()
+        return _Stage(records, offsets, started, self.rater.prepare(records))
+
+    async def _ratings(self, stage: _Stage) -> list[Any] | None:
+        """The stage's Redis results; a failure retries the batch from scratch (decoded
+        again with a fresh clock, exactly as CdrBatchRater.rate would be retried)."""
+        backoff = 0.1
+        while True:
+            try:
+                if stage.call is None:
+                    stage.batch = self.rater.prepare(stage.records)
+                    stage.call = asyncio.ensure_future(self.rater.rate_prepared(stage.batch))
+                return list(await stage.call)
+            except asyncio.CancelledError:
+                raise
+            except RedisError as exc:
+                metrics.REDIS_ERRORS.labels("rate").inc()
+                metrics.READY.set(0)
+                log.warning("rate: Redis failed (%s); retrying batch of %d in %.1fs",
+                            exc, len(stage.records), backoff)
+            except Exception as exc:
+                log.exception("rate: batch of %d failed (%s); retrying in %.1fs",
+                              len(stage.records), exc, backoff)
+            stage.call = None
+            if self._closing:
+                log.warning("stopping with a batch of %d unrated; it will be redelivered",
+                            len(stage.records))
+                return None
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    async def _delivered(self) -> None:
+        delivery, self._delivery = self._delivery, None
+        if delivery is not None:
+            await delivery
+
+    async def _deliver(self, output: BatchOutput, sent: list[Any] | None,
+                       offsets: dict[Any, int], size: int, started: float,
+                       before: asyncio.Future[bool] | None) -> bool:
+        """Await every ack of this batch's records (sending them again after a failure:
+        a rating is never redone out of order), then the batch before's commit, then
+        commit this batch: commits stay in batch order. False when it gave up (stopping),
+        and then no later batch commits either: the uncommitted ones are redelivered."""
+        backoff = 0.1
+        while True:
+            try:
+                if sent is None:
+                    sent = await self._send(output)
+                if sent:
+                    await asyncio.gather(*sent)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                sent = None
+                log.warning("rate: sending %d records failed (%s); retrying in %.1fs",
+                            len(output.emits), exc, backoff)
+                if self._closing:
+                    log.warning("stopping with a batch of %d undelivered; it will be "
+                                "redelivered", size)
+                    return False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            break
+        if before is not None and not await before:
+            return False
+        await self._commit(offsets)
+        output.tally.publish()
+        log_dead_letters("rate", output)
+        metrics.RATING_BATCH_SECONDS.observe(asyncio.get_running_loop().time() - started)
+        metrics.RATING_BATCH_SIZE.observe(size)
+        return True
+
+    async def _send(self, output: BatchOutput) -> list[Any]:
+        """Every record into one record batch per topic-partition (partitioned exactly as
+        the producer's default partitioner would: murmur2 of the key), handed to the
+        producer; returns the futures of their acks. Per-record futures and partitioning
+        are what a per-record `send` costs; a batch has one of each per partition."""
+        producer = self.producer
+        assert producer is not None
+        builders: dict[tuple[str, int], Any] = {}
+        pending = []
+        for emit in output.emits:
+            partition = await self._partition(emit.topic, emit.key)
+            slot = (emit.topic, partition)
+            builder = builders.get(slot)
+            if builder is None:
+                builder = builders[slot] = producer.create_batch()
+            if builder.append(timestamp=None, key=emit.key, value=emit.value) is None:
+                pending.append(await producer.send_batch(builder, emit.topic,
+                                                         partition=partition))
+                builder = builders[slot] = producer.create_batch()
+                builder.append(timestamp=None, key=emit.key, value=emit.value)
+        for (topic, partition), builder in builders.items():
+            pending.append(await producer.send_batch(builder, topic, partition=partition))
+        return pending
+
+    async def _partition(self, topic: str, key: bytes | None) -> int:
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            assert self.producer is not None
+            await self.producer.client._wait_on_metadata(topic)
+            known = self.producer.client.cluster.partitions_for_topic(topic)
+            partitions = self._partitions[topic] = sorted(known)
+        if key is None:  # as the default partitioner: any partition
+            return random.choice(partitions)
+        hashed = self._key_hashes.get(key)
+        if hashed is None:
+            if len(self._key_hashes) >= KEY_HASH_CACHE:
+                self._key_hashes.clear()
+            hashed = self._key_hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return partitions[hashed % len(partitions)]
+
+    async def _commit(self, offsets: dict[Any, int]) -> None:
+        assert self.consumer is not None
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            # the partitions moved on: whoever owns them re-rates from the last commit,
+            # and the idempotent Lua re-emits identical records
+            log.warning("calls.cdr commit of %d partition(s) failed (%s); the new owner "
+                        "will redeliver them", len(offsets), exc)
+
+    @Service.timer(LAG_INTERVAL_S)  # type: ignore[misc]
+    async def _report_lag(self) -> None:
+        consumer = self.consumer
+        if consumer is None:
+            return
+        for tp in consumer.assignment():
+            try:
+                position = await consumer.position(tp)
+                highwater = consumer.highwater(tp)
+            except Exception:  # partition being revoked: skip this round
+                continue
+            if position is not None and highwater is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                    max(0, highwater - position))
+
+
+def register_direct_consumer(app: Any, settings: Settings, rater: CdrBatchRater) -> None:
+    """Start a DirectCdrConsumer with the Faust app (instead of the rate-cdrs agent)."""
+
+    class BoundDirectCdrConsumer(DirectCdrConsumer):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(settings, rater, **kwargs)
+
+    app.service(BoundDirectCdrConsumer)
+
+
+__all__: Sequence[str] = ("DirectCdrConsumer", "consumer_group", "register_direct_consumer")
