@@ -81,9 +81,10 @@ def malformed(now: int, first: dict[str, Any]) -> list[tuple[bytes | None, bytes
     ]
 
 
-@pytest.fixture(scope="module")
-def deployment() -> Iterator[Deployment]:
-    yield Deployment(partitions=4)
+@pytest.fixture(scope="module", params=["direct", "faust"])
+def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
+    """Both CDR consumers: the direct aiokafka one (default) and the Faust agent."""
+    yield Deployment(partitions=4, extra_env={"RATER_CDR_CONSUMER": request.param})
 
 
 @pytest.fixture(scope="module")
