@@ -31,7 +31,7 @@ help:
 	@echo "make stack-down  stop them (deploy/local/stack down)"
 	@echo "make test        the test suite against a real stack (PYTEST_ARGS=... passes on)"
 	@echo "make test-faults the fault-injection suite on its own stack (Kafka 19092, Redis 16379,"
-	@echo "                 Redis Cluster 17001-17003); kills and restarts them (~10 min)"
+	@echo "                 Redis Cluster 17001-17003); kills and restarts them (~7 min)"
 	@echo "make lint        ruff and mypy"
 	@echo "make run         stack, topics, a worker in the background, the example data, a report"
 	@echo "make stop        stop the worker started by 'make run' and the stack"
