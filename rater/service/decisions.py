@@ -7,20 +7,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from rater.codec import InvalidRecord, decode_attempt
-from rater.config import Settings
 from rater.messages import Emit, SourceRecord, dead_letter
-from rater.rating.clock import format_ms, now_ms
+from rater.rating.clock import format_ms
 from rater.rating.decision import Decision, decide
 from rater.records import CallAttempt
 from rater.service.rating import BatchOutput
+from rater.service.step import Step
 from rater.service.tally import Tally
-from rater.store import RedisStore
 
 
 def decision_record(attempt: CallAttempt, decision: Decision, decided_at_ms: int) -> dict[str, Any]:
@@ -34,15 +33,7 @@ def decision_record(attempt: CallAttempt, decision: Decision, decided_at_ms: int
     }
 
 
-class AttemptDecider:
-    def __init__(
-        self, store: RedisStore, settings: Settings, clock: Callable[[], int] = now_ms
-    ) -> None:
-        self.store = store
-        self.topics = settings.topics
-        self.max_bytes = settings.max_record_bytes
-        self.clock = clock
-
+class AttemptDecider(Step):
     async def decide(self, attempt: CallAttempt) -> Decision:
         if attempt.is_free:  # permitted whatever the subscription's state: no Redis needed
             return decide(attempt, None)

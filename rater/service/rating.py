@@ -8,12 +8,13 @@ from dataclasses import dataclass
 import orjson
 
 from rater.codec import InvalidRecord, cdr_fingerprint, decode_cdr
-from rater.config import Settings, Topics
+from rater.config import Settings
 from rater.messages import Emit, SourceRecord, dead_letter
 from rater.rating import outputs
 from rater.rating.clock import now_ms
 from rater.rating.model import RatingClock
 from rater.rating.results import CallRating, Rejection
+from rater.service.step import Step
 from rater.service.tally import Tally
 from rater.store import RatingInput, RedisStore
 
@@ -35,16 +36,13 @@ class PreparedBatch:
     sources: list[SourceRecord]  # the record of each input
 
 
-class CdrBatchRater:
+class CdrBatchRater(Step):
     def __init__(
         self, store: RedisStore, settings: Settings, clock: Callable[[], int] = now_ms
     ) -> None:
-        self.store = store
-        self.topics: Topics = settings.topics
-        self.max_bytes = settings.max_record_bytes
+        super().__init__(store, settings, clock)
         self.grace_ms = settings.late_grace_s * 1000
         self.future_ms = settings.future_tolerance_s * 1000
-        self.clock = clock
 
     async def rate(self, records: Sequence[SourceRecord]) -> BatchOutput:
         batch = self.prepare(records)

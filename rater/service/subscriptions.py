@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from rater.codec import InvalidRecord, decode_subscription_event
-from rater.config import Settings
 from rater.messages import Emit, SourceRecord, dead_letter
-from rater.rating.clock import now_ms
 from rater.records import PaygChange
 from rater.service.rating import BatchOutput
+from rater.service.step import Step
 from rater.service.tally import Tally
-from rater.store import RedisStore
 from rater.store.redis_store import ImmutableFieldError
 
 
-class SubscriptionApplier:
-    def __init__(
-        self, store: RedisStore, settings: Settings, clock: Callable[[], int] = now_ms
-    ) -> None:
-        self.store = store
-        self.topics = settings.topics
-        self.max_bytes = settings.max_record_bytes
-        self.clock = clock
-
+class SubscriptionApplier(Step):
     async def apply(self, records: Sequence[SourceRecord]) -> BatchOutput:
         """In order: an upsert followed by a PAYG change of the same subscription must stay so."""
         tally = Tally()
