@@ -68,6 +68,7 @@ AMOUNT = {"EUR": 0.9}
 THRESHOLD_ALERTS = {"80": 3, "100": 3}
 SUBSCRIPTION_EVENTS = {"subscription.upserted": 2}
 RATED_RECORDS = 34  # 32 first ratings + 2 re-emitted replays
+DEAD_TOTAL = sum(DEAD_LETTERS.values())
 CDR_COUNT = 40
 
 
@@ -166,6 +167,14 @@ async def drive(settings: Settings, records: Sequence[Record], rated: int, dead:
         lambda s: len(s[topics.rated]) >= rated and len(s[topics.dlq]) >= dead,
         timeout=timeout,
     )
+
+
+async def drive_all(settings: Settings) -> Traffic:
+    """Subscriptions in Redis, then the whole traffic rated and dead-lettered."""
+    await load_subscriptions(settings)
+    traffic = build_traffic(int(time.time() * 1000))
+    await drive(settings, traffic.records, rated=RATED_RECORDS, dead=DEAD_TOTAL)
+    return traffic
 
 
 @dataclass(frozen=True)

@@ -103,17 +103,14 @@ async def drive_everything(run: Run) -> None:
     settings = run.deployment.settings
     topics = settings.topics
     worker = run.worker
-    await ops.load_subscriptions(settings)
-    traffic = ops.build_traffic(now_ms())
-    dead = sum(ops.DEAD_LETTERS.values())
-    await ops.drive(settings, traffic.records, rated=ops.RATED_RECORDS, dead=dead)
+    await ops.drive_all(settings)
 
     # a flood of invalid CDRs (unknown zone): logged one by one up to a cap per batch,
     # the rest of a batch as one summary line with the counts
     flood = [(ops.OFF.encode(), orjson.dumps(cdr_doc(call_id=f"flood-{i:02d}",
                                                      subscription_id=ops.OFF, zone="lunar")))
              for i in range(FLOOD)]
-    await ops.drive(settings, flood, rated=ops.RATED_RECORDS, dead=dead + FLOOD)
+    await ops.drive(settings, flood, rated=ops.RATED_RECORDS, dead=ops.DEAD_TOTAL + FLOOD)
 
     # bad subscription events and attempts
     events: list[tuple[bytes | None, bytes]] = [
@@ -129,7 +126,7 @@ async def drive_everything(run: Run) -> None:
         (ops.OFF.encode(), b'{"attempt_id": "ops-att-bad", "subscription_id": "ops-off"}'),
     ])
     await consume(settings, [topics.dlq, topics.decisions],
-                  lambda s: len(s[topics.dlq]) >= dead + FLOOD + 3
+                  lambda s: len(s[topics.dlq]) >= ops.DEAD_TOTAL + FLOOD + 3
                   and len(s[topics.decisions]) >= 1)
 
     # HTTP with good and bad bearer tokens; none of them may reach the log

@@ -86,10 +86,7 @@ async def scrape(deployment: Deployment, worker: Worker) -> ops.Scrape:
     """Drive all the traffic, then the scrape once the lag gauges say everything was read."""
     settings = deployment.settings
     topics = settings.topics
-    await ops.load_subscriptions(settings)
-    traffic = ops.build_traffic(now_ms())
-    dead = sum(ops.DEAD_LETTERS.values())
-    await ops.drive(settings, traffic.records, rated=ops.RATED_RECORDS, dead=dead)
+    await ops.drive_all(settings)
 
     attempts: list[tuple[bytes | None, bytes]] = [
         (doc["subscription_id"].encode(), orjson.dumps(doc)) for doc, _ in ATTEMPTS]
@@ -97,7 +94,7 @@ async def scrape(deployment: Deployment, worker: Worker) -> ops.Scrape:
     await produce(settings, topics.attempts, attempts)
     seen = await consume(settings, [topics.decisions, topics.dlq],
                          lambda s: len(s[topics.decisions]) >= len(ATTEMPTS)
-                         and len(s[topics.dlq]) >= dead + 1)
+                         and len(s[topics.dlq]) >= ops.DEAD_TOTAL + 1)
     assert {d["attempt_id"]: (d["decision"], d["reason"]) for d in seen[topics.decisions]} == {
         doc["attempt_id"]: want for doc, want in ATTEMPTS}
 

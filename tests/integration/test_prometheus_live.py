@@ -188,7 +188,7 @@ async def driven(deployment: Deployment, worker: Worker, prometheus: Prometheus)
     settle(lambda: {k: v for k, v in counters(prometheus).items() if k in ("cdrs", "seconds")},
            {"cdrs": as_float(ops.PHASE1_OUTCOMES), "seconds": as_float(ops.PHASE1_SECONDS)})
     await ops.drive(settings, traffic.phase2, rated=ops.RATED_RECORDS,
-                    dead=sum(ops.DEAD_LETTERS.values()))
+                    dead=ops.DEAD_TOTAL)
     return instance
 
 
