@@ -62,13 +62,20 @@ def run_id(tag: str) -> str:
 # ------------------------------------------------------------- passthrough ---
 
 
+async def _preload(
+    bootstrap: str, source: str, sink: str, data: DataSet, partitions: int
+) -> None:
+    """Both topics created and the whole data set waiting in `source` (a backlog run)."""
+    await kafka_io.create_topics(bootstrap, [source, sink], partitions)
+    await kafka_io.produce_all(bootstrap, source, data.records)
+
+
 async def passthrough(settings: Settings, data: DataSet, partitions: int) -> Throughput:
     prefix = run_id("p") + "."
     bootstrap = settings.kafka_bootstrap
     source, sink = f"{prefix}in", f"{prefix}out"
     try:
-        await kafka_io.create_topics(bootstrap, [source, sink], partitions)
-        await kafka_io.produce_all(bootstrap, source, data.records)
+        await _preload(bootstrap, source, sink, data, partitions)
         started = time.monotonic()
         process = procs.spawn(
             [sys.executable, "-m", "benchmarks.passthrough", "--bootstrap", bootstrap,
@@ -119,8 +126,7 @@ async def faust_floor(settings: Settings, data: DataSet, partitions: int,
     bootstrap = settings.kafka_bootstrap
     source, sink = f"{prefix}in", f"{prefix}out"
     try:
-        await kafka_io.create_topics(bootstrap, [source, sink], partitions)
-        await kafka_io.produce_all(bootstrap, source, data.records)
+        await _preload(bootstrap, source, sink, data, partitions)
         started = time.monotonic()
         process = procs.spawn(
             [sys.executable, "-m", "benchmarks.faust_floor"],
