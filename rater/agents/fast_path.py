@@ -287,10 +287,8 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
         if before is not None and not await before:
             return False
         await self._commit(offsets)
-        output.tally.publish()
+        output.tally.publish(asyncio.get_running_loop().time() - started)
         log_dead_letters("rate", output)
-        metrics.RATING_BATCH_SECONDS.observe(asyncio.get_running_loop().time() - started)
-        metrics.RATING_BATCH_SIZE.observe(size)
         return True
 
     async def _send(self, output: BatchOutput) -> list[Any]:

@@ -84,12 +84,8 @@ async def process_batch(
         else:
             for event in events:
                 await stream.ack(event)
-            output.tally.publish()
+            output.tally.publish(asyncio.get_running_loop().time() - started)
             log_dead_letters(name, output)
-            if name == "rate":
-                metrics.RATING_BATCH_SECONDS.observe(
-                    asyncio.get_running_loop().time() - started)
-                metrics.RATING_BATCH_SIZE.observe(len(records))
             return
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF_S)

@@ -54,7 +54,7 @@ class CdrBatchRater(Step):
     def prepare(self, records: Sequence[SourceRecord]) -> PreparedBatch:
         """Decode and validate (CPU only): invalid records become dead letters at once."""
         now = self.clock()
-        batch = PreparedBatch(now, Tally(), [], [], [])
+        batch = PreparedBatch(now, Tally(rating_batch_size=len(records)), [], [], [])
         for record in records:
             try:
                 cdr = decode_cdr(record.value or b"", self.max_bytes)

@@ -21,8 +21,13 @@ class Tally:
     dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)
     decisions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     subscription_events: Counter[str] = field(default_factory=Counter)
+    rating_batch_size: int = 0  # CDRs in the batch, when the batch was a rating batch
 
-    def publish(self) -> None:
+    def publish(self, elapsed_s: float) -> None:
+        """Count the batch; `elapsed_s` is from taking it to its acknowledgement."""
+        if self.rating_batch_size:
+            metrics.RATING_BATCH_SECONDS.observe(elapsed_s)
+            metrics.RATING_BATCH_SIZE.observe(self.rating_batch_size)
         for outcome, n in self.outcomes.items():
             metrics.CDRS.labels(outcome).inc(n)
         for (zone, kind), n in self.seconds.items():
