@@ -41,7 +41,6 @@ from rater import metrics
 from rater.agents.runner import log_dead_letters
 from rater.config import Settings
 from rater.messages import SourceRecord
-from rater.rating.results import CallRating, Rejection
 from rater.service.rating import BatchOutput, CdrBatchRater, PreparedBatch
 
 log = logging.getLogger(__name__)
@@ -51,6 +50,18 @@ REVOKE_WAIT_S = 60.0
 LAG_INTERVAL_S = 5.0
 KEY_HASH_CACHE = 200_000
 MAX_DELIVERIES = 4  # batches sent but not yet acknowledged and committed
+# redis-py's asyncio client writes a command on the 2nd event-loop iteration after the
+# call starts (pool checkout, then the send); one more for slack
+REQUEST_YIELDS = 3
+
+
+async def _let_request_out() -> None:
+    """Yield until a just-started Redis call has been written to its socket. With a
+    single `sleep(0)` the request left only after the synchronous CPU work that follows
+    it (building and sending the previous batch's records): Redis and the worker took
+    turns instead of working at the same time."""
+    for _ in range(REQUEST_YIELDS):
+        await asyncio.sleep(0)
 
 
 def consumer_group(settings: Settings) -> str:
@@ -78,7 +89,7 @@ class _Stage:
     offsets: dict[Any, int]  # per partition: the offset to commit once delivered
     started: float
     batch: PreparedBatch
-    call: asyncio.Future[list[CallRating | Rejection]] | None = None  # its Redis call
+    call: asyncio.Future[list[str]] | None = None  # its Redis call (raw replies)
 
 
 class DirectCdrConsumer(Service):  # type: ignore[misc]
@@ -174,11 +185,12 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
                 await self._advance(batch)
 
     async def _advance(self, batch: dict[Any, list[Any]] | None) -> None:
-        """One step of the pipeline: decode the new batch (while Redis rates the previous
-        one), collect the previous batch's ratings and start the new batch's Redis call at
-        once, then build the previous batch's output records (while Redis rates the new
-        one) and hand them to delivery. Redis calls, deliveries and commits each stay
-        strictly in batch order; a batch is never rated before the one before it."""
+        """One step of the pipeline: decode the new batch and build its Redis request (while
+        Redis rates the previous one), collect the previous batch's replies and start the
+        new batch's Redis call at once, then parse those replies and build the previous
+        batch's output records (while Redis rates the new one) and hand them to delivery.
+        Redis calls, deliveries and commits each stay strictly in batch order; a batch is
+        never rated before the one before it."""
         incoming = self._take(batch) if batch else None
         current, self._in_redis = self._in_redis, None
         results = None
@@ -187,9 +199,9 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
             if results is None:  # stopping while Redis fails: nothing more is started
                 return
         if incoming is not None:
-            incoming.call = asyncio.ensure_future(self.rater.rate_prepared(incoming.batch))
+            incoming.call = asyncio.ensure_future(self.rater.call_redis(incoming.batch))
             self._in_redis = incoming
-            await asyncio.sleep(0)  # let the call reach Redis before the CPU work below
+            await _let_request_out()  # Redis rates it while the CPU work below runs
         if current is not None and results is not None:
             output = self.rater.finish(current.batch, results)
             await self._bound_deliveries()
@@ -223,15 +235,15 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
         started = asyncio.get_running_loop().time()
         return _Stage(records, offsets, started, self.rater.prepare(records))
 
-    async def _ratings(self, stage: _Stage) -> list[Any] | None:
-        """The stage's Redis results; a failure retries the batch from scratch (decoded
+    async def _ratings(self, stage: _Stage) -> list[str] | None:
+        """The stage's raw Redis replies; a failure retries the batch from scratch (decoded
         again with a fresh clock, exactly as CdrBatchRater.rate would be retried)."""
         backoff = 0.1
         while True:
             try:
                 if stage.call is None:
                     stage.batch = self.rater.prepare(stage.records)
-                    stage.call = asyncio.ensure_future(self.rater.rate_prepared(stage.batch))
+                    stage.call = asyncio.ensure_future(self.rater.call_redis(stage.batch))
                 return list(await stage.call)
             except asyncio.CancelledError:
                 raise
