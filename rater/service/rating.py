@@ -16,7 +16,7 @@ from rater.rating.model import RatingClock
 from rater.rating.results import CallRating, Rejection
 from rater.service.step import Step
 from rater.service.tally import Tally
-from rater.store import RatingInput, RedisStore
+from rater.store import RatingInput, RatingRequest, RedisStore, rating_results
 
 
 @dataclass(slots=True)
@@ -34,6 +34,7 @@ class PreparedBatch:
     emits: list[Emit]  # dead letters of records that did not decode
     inputs: list[RatingInput]
     sources: list[SourceRecord]  # the record of each input
+    request: RatingRequest | None = None  # the inputs' script calls, ready to send
 
 
 class CdrBatchRater(Step):
@@ -46,13 +47,16 @@ class CdrBatchRater(Step):
 
     async def rate(self, records: Sequence[SourceRecord]) -> BatchOutput:
         batch = self.prepare(records)
-        return self.finish(batch, await self.rate_prepared(batch))
+        return self.finish(batch, await self.call_redis(batch))
 
     # The three steps of `rate`, apart, so a consumer can overlap one batch's Redis call
     # with the CPU work of its neighbours (rater.agents.fast_path); `rate` is all three.
+    # Only `call_redis` waits on I/O: the next batch's request is built and the previous
+    # batch's replies parsed while Redis runs a script, never in between two scripts.
 
     def prepare(self, records: Sequence[SourceRecord]) -> PreparedBatch:
-        """Decode and validate (CPU only): invalid records become dead letters at once."""
+        """Decode and validate, and build the Redis request (CPU only): invalid records
+        become dead letters at once."""
         now = self.clock()
         batch = PreparedBatch(now, Tally(rating_batch_size=len(records)), [], [], [])
         for record in records:
@@ -63,19 +67,23 @@ class CdrBatchRater(Step):
                 continue
             batch.inputs.append(RatingInput(cdr, cdr_fingerprint(cdr)))
             batch.sources.append(record)
+        if batch.inputs:
+            clock = RatingClock(now, self.grace_ms, self.future_ms)
+            batch.request = self.store.rating_request(batch.inputs, clock, now)
         return batch
 
-    async def rate_prepared(self, batch: PreparedBatch) -> list[CallRating | Rejection]:
-        """The Redis step: one script call (per hash slot) for the whole batch."""
-        if not batch.inputs:
+    async def call_redis(self, batch: PreparedBatch) -> list[str]:
+        """The Redis step: one script call (per hash slot) for the whole batch; the raw
+        replies, for `finish`."""
+        if batch.request is None:
             return []
-        clock = RatingClock(batch.now, self.grace_ms, self.future_ms)
-        return await self.store.rate_batch(batch.inputs, clock, batch.now)
+        return await self.store.send_rating(batch.request)
 
-    def finish(self, batch: PreparedBatch,
-               results: Sequence[CallRating | Rejection]) -> BatchOutput:
+    def finish(self, batch: PreparedBatch, replies: Sequence[str]) -> BatchOutput:
         """The output records (CPU only), after the batch's dead letters for invalid input."""
         emits, tally, now = batch.emits, batch.tally, batch.now
+        results: Sequence[CallRating | Rejection] = (
+            rating_results(batch.request, replies) if batch.request is not None else ())
         for item, record, result in zip(batch.inputs, batch.sources, results, strict=True):
             if isinstance(result, Rejection):
                 ids = {"subscription_id": item.cdr.subscription_id,
@@ -98,8 +106,8 @@ class CdrBatchRater(Step):
     ) -> None:
         cdr = item.cdr
         key = cdr.subscription_id.encode()
-        emits.append(Emit(self.topics.rated, key, orjson.dumps(outputs.rated_call(cdr, rating))))
-        charge = outputs.overage_charge(cdr, rating)
+        rated, charge = outputs.call_records(cdr, rating)
+        emits.append(Emit(self.topics.rated, key, orjson.dumps(rated)))
         if charge is not None:
             emits.append(Emit(self.topics.charges, key, orjson.dumps(charge)))
             tally.charges += 1

@@ -42,10 +42,20 @@ class PaygSwitch:
     applied: bool  # False when a newer switch was already stored
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per CDR on the hot path, and a frozen dataclass's __init__
+# costs about six times a plain one (docs/performance.md). Never mutate one all the same.
+@dataclass(slots=True)
 class RatingInput:
     cdr: Cdr
     fingerprint: str
+
+
+@dataclass(slots=True)
+class RatingRequest:
+    """A batch's script calls, built before they are sent (RedisStore.rating_request)."""
+
+    size: int  # items rated
+    calls: list[tuple[list[int], list[str], list[Any]]]  # per slot: item indexes, keys, args
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +135,15 @@ def _parse_result(row: list[Any]) -> CallRating | Rejection:
     )
 
 
+def rating_results(request: RatingRequest, replies: Sequence[str]) -> list[CallRating | Rejection]:
+    """The request's replies (RedisStore.send_rating) as results aligned with its items."""
+    results: list[CallRating | Rejection | None] = [None] * request.size
+    for (indexes, _, _), reply in zip(request.calls, replies, strict=True):
+        for index, row in zip(indexes, orjson.loads(reply), strict=True):
+            results[index] = _parse_result(row)
+    return [r for r in results if r is not None]
+
+
 class RedisStore:
     def __init__(self, client: Any, prefix: str, cluster: bool = False) -> None:
         self.client = client
@@ -166,11 +185,21 @@ class RedisStore:
         self, items: Sequence[RatingInput], clock: RatingClock, rated_at_ms: int
     ) -> list[CallRating | Rejection]:
         """Rate `items` in order; results align with them. One script call per hash slot."""
+        request = self.rating_request(items, clock, rated_at_ms)
+        return rating_results(request, await self.send_rating(request))
+
+    # `rate_batch` in three steps, so a consumer can build the next batch's request and
+    # parse the previous batch's replies while Redis runs a script (rater.agents.fast_path).
+
+    def rating_request(
+        self, items: Sequence[RatingInput], clock: RatingClock, rated_at_ms: int
+    ) -> RatingRequest:
+        """The script calls for `items` (CPU only): one per hash slot, in item order."""
         groups: dict[int, list[int]] = defaultdict(list)
         for index, item in enumerate(items):
             slot = keys.slot_of(self.sub_key(item.cdr.subscription_id)) if self.cluster else 0
             groups[slot].append(index)
-        results: list[CallRating | Rejection | None] = [None] * len(items)
+        request = RatingRequest(len(items), [])
         for indexes in groups.values():
             key_index: dict[str, int] = {}
             cdrs: list[tuple[Any, ...]] = []
@@ -184,10 +213,13 @@ class RedisStore:
             # no per-field argument packing or reply parsing on either side
             args = [clock.now_ms, clock.grace_ms, clock.future_tolerance_ms, rated_at_ms,
                     KEEP_MS, orjson.dumps(cdrs)]
-            rows = orjson.loads(await self._rate(keys=list(key_index), args=args))
-            for index, row in zip(indexes, rows, strict=True):
-                results[index] = _parse_result(row)
-        return [r for r in results if r is not None]
+            request.calls.append((indexes, list(key_index), args))
+        return request
+
+    async def send_rating(self, request: RatingRequest) -> list[str]:
+        """Run the request's script calls (I/O only); their raw replies, in order."""
+        return [await self._rate(keys=call_keys, args=args)
+                for _, call_keys, args in request.calls]
 
     async def upsert_subscription(self, sub: Subscription) -> None:
         fields = subscription_fields(sub)
