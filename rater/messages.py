@@ -16,7 +16,9 @@ import orjson
 from rater.rating.clock import format_ms
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per CDR on the hot path, and a frozen dataclass's __init__
+# costs about six times a plain one (docs/performance.md). Never mutate one all the same.
+@dataclass(slots=True)
 class SourceRecord:
     topic: str
     partition: int | None
@@ -25,7 +27,7 @@ class SourceRecord:
     value: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Emit:
     topic: str
     key: bytes | None

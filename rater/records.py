@@ -54,7 +54,9 @@ class Subscription:
         return self.licenses * self.plan.included_minutes_per_license[zone] * 60
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per CDR on the hot path, and a frozen dataclass's __init__
+# costs about six times a plain one (docs/performance.md). Never mutate one all the same.
+@dataclass(slots=True)
 class Cdr:
     call_id: str
     subscription_id: str

@@ -19,12 +19,23 @@ def from_ms(ms: int) -> datetime:
     return EPOCH + timedelta(milliseconds=ms)
 
 
+# second -> its text: every output record formats two or three instants, and those of
+# one batch share few seconds (rated_at is the batch's own); bounded, cleared when full
+_SECOND_TEXT: dict[int, str] = {}
+_SECOND_TEXT_MAX = 65_536
+
+
 def format_ms(ms: int) -> str:
     """UTC with a `Z`; milliseconds only when there are some, so output is stable."""
-    if 0 <= ms < _GMTIME_END_MS:  # the hot path (every output record): C gmtime
+    if 0 <= ms < _GMTIME_END_MS:  # the hot path (every output record): C gmtime, memoised
         seconds, millis = divmod(ms, 1000)
-        y, mo, d, h, mi, s = time.gmtime(seconds)[:6]
-        text = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}"
+        cached = _SECOND_TEXT.get(seconds)
+        if cached is None:
+            if len(_SECOND_TEXT) >= _SECOND_TEXT_MAX:
+                _SECOND_TEXT.clear()
+            y, mo, d, h, mi, s = time.gmtime(seconds)[:6]
+            cached = _SECOND_TEXT[seconds] = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}"
+        text = cached
     else:
         text = from_ms(ms).strftime("%Y-%m-%dT%H:%M:%S")
         millis = ms % 1000

@@ -13,13 +13,20 @@ from rater.records import Cdr
 Record = dict[str, Any]
 
 
-def rated_call(cdr: Cdr, rating: CallRating) -> Record:
-    return {
+def call_records(cdr: Cdr, rating: CallRating) -> tuple[Record, Record | None]:
+    """The rated call and, when it has overage, its charge: built together because they
+    share the charge id, the amount and both timestamps (one of each per call)."""
+    started_at = format_ms(cdr.started_at_ms)
+    rated_at = format_ms(rating.rated_at_ms)
+    charged = rating.overage_s > 0
+    the_charge_id = charge_id(cdr.subscription_id, cdr.call_id) if charged else None
+    amount = format_micro(rating.amount_micro) if charged else "0"
+    rated = {
         "call_id": cdr.call_id,
         "subscription_id": cdr.subscription_id,
         "billing_account_id": rating.billing_account_id,
         "user_id": cdr.user_id,
-        "started_at": format_ms(cdr.started_at_ms),
+        "started_at": started_at,
         "period": rating.period,
         "zone": cdr.zone,
         "direction": cdr.direction,
@@ -30,18 +37,15 @@ def rated_call(cdr: Cdr, rating: CallRating) -> Record:
         "overage_s": rating.overage_s,
         "unbilled_s": rating.unbilled_s,
         "outcome": rating.outcome,
-        "amount": format_micro(rating.amount_micro) if rating.overage_s else "0",
+        "amount": amount,
         "currency": rating.currency,
-        "charge_id": charge_id(cdr.subscription_id, cdr.call_id) if rating.overage_s else None,
-        "rated_at": format_ms(rating.rated_at_ms),
+        "charge_id": the_charge_id,
+        "rated_at": rated_at,
     }
-
-
-def overage_charge(cdr: Cdr, rating: CallRating) -> Record | None:
-    if rating.overage_s <= 0:
-        return None
-    return {
-        "charge_id": charge_id(cdr.subscription_id, cdr.call_id),
+    if not charged:
+        return rated, None
+    return rated, {
+        "charge_id": the_charge_id,
         "subscription_id": cdr.subscription_id,
         "billing_account_id": rating.billing_account_id,
         "user_id": cdr.user_id,
@@ -50,11 +54,19 @@ def overage_charge(cdr: Cdr, rating: CallRating) -> Record | None:
         "zone": cdr.zone,
         "overage_s": rating.overage_s,
         "rate_per_minute": rating.rate_per_minute,
-        "amount": format_micro(rating.amount_micro),
+        "amount": amount,
         "currency": rating.currency,
-        "started_at": format_ms(cdr.started_at_ms),
-        "rated_at": format_ms(rating.rated_at_ms),
+        "started_at": started_at,
+        "rated_at": rated_at,
     }
+
+
+def rated_call(cdr: Cdr, rating: CallRating) -> Record:
+    return call_records(cdr, rating)[0]
+
+
+def overage_charge(cdr: Cdr, rating: CallRating) -> Record | None:
+    return call_records(cdr, rating)[1]
 
 
 def threshold_alert(subscription_id: str, crossing: AlertCrossing) -> Record:

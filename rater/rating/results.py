@@ -14,7 +14,9 @@ RejectReason = Literal[
 THRESHOLDS: tuple[int, ...] = (80, 100)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per CDR on the hot path, and a frozen dataclass's __init__
+# costs about six times a plain one (docs/performance.md). Never mutate one all the same.
+@dataclass(slots=True)
 class AlertCrossing:
     zone: Zone
     period: str
@@ -24,7 +26,7 @@ class AlertCrossing:
     at_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallRating:
     period: str
     billable_s: int
@@ -50,7 +52,7 @@ class CallRating:
                 other.rated_at_ms, other.billing_account_id, other.currency, other.alerts)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rejection:
     reason: RejectReason
     detail: str

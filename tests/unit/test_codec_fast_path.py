@@ -111,3 +111,16 @@ def test_fast_decode_is_the_schema_decode(doc: dict[str, Any], drop: set[str]) -
         doc.pop(name, None)
     raw = orjson.dumps(doc)
     assert fast_decode(raw) == slow_decode(raw)
+
+
+def test_memoised_seconds_still_check_the_rest_of_the_text() -> None:
+    head = "2026-03-04T05:06:07"
+    second = parse_timestamp(head + "Z", "t")
+    assert _timestamp_fast(head + "Z") == second  # memoises the head
+    accepted = {"Z": 0, ".5Z": 500, ".123456789Z": 123, ".000Z": 0}
+    deferred = ["", ".1234567890Z", ".Z", "z", "Z ", ".12z", "+00:00", ".\uff11Z", ".1 Z",
+                "..1Z", ".-1Z", "ZZ", ".12"]
+    for tail, millis in accepted.items():
+        assert _timestamp_fast(head + tail) == second + millis, tail
+    for tail in deferred:  # left to the full parser, as without the memo
+        assert _timestamp_fast(head + tail) is None, tail

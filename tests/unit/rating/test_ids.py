@@ -7,7 +7,7 @@ import uuid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rater.rating.ids import alert_id, charge_id
+from rater.rating.ids import alert_id, charge_id, uuid5_url
 
 
 def test_charge_id_is_uuid5_of_sub_slash_call() -> None:
@@ -44,3 +44,9 @@ def test_charge_id_is_deterministic(sub: str, call: str) -> None:
     first = charge_id(sub, call)
     assert first == charge_id(sub, call)
     assert first == str(uuid.uuid5(uuid.NAMESPACE_URL, f"{sub}/{call}"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(max_size=300))
+def test_uuid5_url_is_the_standard_uuid5(name: str) -> None:
+    assert uuid5_url(name) == str(uuid.uuid5(uuid.NAMESPACE_URL, name))
