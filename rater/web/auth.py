@@ -12,14 +12,19 @@ Security choices:
   `alg: none` and RS256/HS256 key confusion are rejected before any signature
   check.
 * `exp`, `iss`, `aud` and `sub` are required; issuer and audience must match.
-* The verification key is parsed once, when the verifier is built; nothing
-  derived from a token is cached, so nothing can leak from one caller to another.
+* The verification key is parsed once, when the verifier is built.
+* A verified token is remembered, keyed by the exact token text, until its own
+  `exp` (plus leeway): an authorizer sends the same token on every call, and
+  PyJWT's checks were the largest single cost of `POST /v1/authorize`. Only a
+  caller holding that very token gets its principal back, so nothing leaks from one
+  caller to another; a failed verification is never remembered.
 * Error details are fixed strings: they never echo the token or its claims.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Protocol
@@ -45,6 +50,7 @@ DEFAULT_LEEWAY_S: Final = 30.0
 # A bearer token larger than this is refused before any parsing (cheap DoS guard).
 MAX_TOKEN_CHARS: Final = 8192
 REQUIRED_CLAIMS: Final[tuple[str, ...]] = ("exp", "iss", "aud", "sub")
+VERIFIED_TOKENS_KEPT: Final = 10_000
 
 
 class JwtSettings(Protocol):
@@ -133,7 +139,8 @@ class Principal:
 class TokenVerifier:
     """Verifies `Authorization: Bearer <jwt>` headers against one configured key."""
 
-    __slots__ = ("_algorithm", "_audience", "_decoder", "_issuer", "_key", "_leeway", "_options")
+    __slots__ = ("_algorithm", "_audience", "_clock", "_decoder", "_issuer", "_key", "_leeway",
+                 "_options", "_verified")
 
     def __init__(
         self,
@@ -143,6 +150,7 @@ class TokenVerifier:
         issuer: str | None = None,
         audience: str | None = None,
         leeway_s: float = DEFAULT_LEEWAY_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if algorithm not in SUPPORTED_ALGORITHMS:
             raise ValueError(f"unsupported JWT algorithm {algorithm!r}")
@@ -150,6 +158,9 @@ class TokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_s
+        self._clock = clock
+        # token -> (principal, usable from, usable until): PyJWT's own time rules, kept
+        self._verified: dict[str, tuple[Principal, float, float]] = {}
         self._key: RSAPublicKey | bytes | None = None
         if key is not None:
             if not issuer or not audience:
@@ -195,8 +206,28 @@ class TokenVerifier:
         if key is None:
             raise AuthError.not_configured()
         token = _bearer_token(authorization_header)
+        now = self._clock()
+        known = self._verified.get(token)
+        if known is not None:
+            principal, usable_from, usable_until = known
+            if usable_from <= now < usable_until:
+                return principal
+            del self._verified[token]
         claims = self._decode(token, key)
-        return _principal_from_claims(claims)
+        principal = _principal_from_claims(claims)
+        self._remember(token, principal, claims)
+        return principal
+
+    def _remember(self, token: str, principal: Principal, claims: Mapping[str, Any]) -> None:
+        """As PyJWT decides: expired once `exp <= now - leeway`; immature while `nbf` or
+        `iat` > now + leeway (all three already checked to be integers)."""
+        leeway = self._leeway
+        usable_until = int(claims["exp"]) + leeway
+        usable_from = max((int(claims[name]) for name in ("nbf", "iat") if name in claims),
+                          default=float("-inf")) - leeway
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[token] = (principal, usable_from, usable_until)
 
     def _decode(self, token: str, key: RSAPublicKey | bytes) -> dict[str, Any]:
         try:

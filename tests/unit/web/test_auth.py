@@ -470,3 +470,89 @@ def test_authenticate_is_fast(setup: Setup) -> None:
     timings.sort()
     assert timings[len(timings) // 2] < 0.002
     assert timings[int(len(timings) * 0.99)] < 0.005
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _counting_verifier(monkeypatch: pytest.MonkeyPatch, clock: FakeClock,
+                       leeway_s: float = 30.0) -> tuple[TokenVerifier, list[str]]:
+    """A verifier whose every PyJWT verification is recorded (the token it verified)."""
+    verifier = TokenVerifier("HS256", HS_SECRET, issuer=ISSUER, audience=AUDIENCE,
+                             leeway_s=leeway_s, clock=clock)
+    decoded: list[str] = []
+    decode = TokenVerifier._decode
+
+    def counting(self: TokenVerifier, token: str, key: Any) -> dict[str, Any]:
+        decoded.append(token)
+        return decode(self, token, key)
+
+    monkeypatch.setattr(TokenVerifier, "_decode", counting)
+    return verifier, decoded
+
+
+def test_a_verified_token_is_remembered_until_its_exp_plus_leeway(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock()
+    verifier, decoded = _counting_verifier(monkeypatch, clock, leeway_s=30.0)
+    token = issue_token(HS_SECRET, subject="authz", scope=CALL_AUTHORIZER, issuer=ISSUER,
+                        audience=AUDIENCE, algorithm="HS256", expires_in=60)
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    first = verifier.authenticate(f"Bearer {token}")
+    for _ in range(5):
+        assert verifier.authenticate(f"Bearer {token}") == first
+    assert decoded == [token]
+    clock.now = exp + 30 - 0.001  # still inside PyJWT's own window
+    verifier.authenticate(f"Bearer {token}")
+    assert decoded == [token]
+    clock.now = exp + 30  # PyJWT would call it expired now: verified afresh
+    verifier.authenticate(f"Bearer {token}")
+    assert decoded == [token, token]
+
+
+def test_a_remembered_token_is_not_served_before_its_nbf(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    verifier, decoded = _counting_verifier(monkeypatch, clock, leeway_s=0.0)
+    token = issue_token(HS_SECRET, subject="authz", issuer=ISSUER, audience=AUDIENCE,
+                        algorithm="HS256")
+    verifier.authenticate(f"Bearer {token}")
+    clock.now -= 3600  # the clock stepped back before the token's iat
+    verifier.authenticate(f"Bearer {token}")
+    assert decoded == [token, token]
+
+
+def test_failures_are_never_remembered_and_near_misses_are_not_served(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock()
+    verifier, decoded = _counting_verifier(monkeypatch, clock)
+    token = issue_token(HS_SECRET, subject="authz", issuer=ISSUER, audience=AUDIENCE,
+                        algorithm="HS256")
+    verifier.authenticate(f"Bearer {token}")
+    head, payload, signature = token.split(".")
+    forged = f"{head}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+    for _ in range(2):
+        with pytest.raises(AuthError) as exc:
+            verifier.authenticate(f"Bearer {forged}")
+        _assert_401(exc)
+    assert decoded == [token, forged, forged]
+
+
+def test_remembered_tokens_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("rater.web.auth.VERIFIED_TOKENS_KEPT", 3)
+    clock = FakeClock()
+    verifier, decoded = _counting_verifier(monkeypatch, clock)
+    tokens = [issue_token(HS_SECRET, subject=f"user-{i}", issuer=ISSUER, audience=AUDIENCE,
+                          algorithm="HS256") for i in range(5)]
+    for token in tokens:
+        verifier.authenticate(f"Bearer {token}")
+    assert len(verifier._verified) == 3
+    verifier.authenticate(f"Bearer {tokens[-1]}")  # kept
+    verifier.authenticate(f"Bearer {tokens[0]}")  # evicted first: verified again
+    assert decoded == [*tokens, tokens[0]]
