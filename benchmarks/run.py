@@ -60,7 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--phases", default=PHASES, help="subset of letters a-h to run")
     p.add_argument("--modes", default="faust,direct",
                    help="CDR-consumer modes for phase d (RATER_CDR_CONSUMER values)")
-    p.add_argument("--batch", type=int, default=500, help="RATER_BATCH_MAX for the rater")
+    p.add_argument("--batch", type=int, default=Settings.from_env({}).batch_max,
+                   help="RATER_BATCH_MAX for the rater (default: the rater's own)")
     p.add_argument("--partitions", type=int, default=6)
     p.add_argument("--memory-cdrs", type=int, default=1_000_000)
     p.add_argument("--latency-s", type=float, default=15.0)

@@ -74,7 +74,7 @@ class Settings:
     jwt_key: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
-    batch_max: int = 500
+    batch_max: int = 1000
     batch_within_s: float = 0.05
     cdr_consumer: str = "direct"  # "direct" (agents/fast_path) or "faust" (the rate-cdrs agent)
     max_record_bytes: int = 65_536
@@ -123,7 +123,7 @@ class Settings:
             jwt_key=_jwt_key(env),
             jwt_issuer=env.get("RATER_JWT_ISSUER") or None,
             jwt_audience=env.get("RATER_JWT_AUDIENCE") or None,
-            batch_max=reader.integer("RATER_BATCH_MAX", 500, 1, 100_000),
+            batch_max=reader.integer("RATER_BATCH_MAX", 1000, 1, 100_000),
             batch_within_s=reader.decimal_seconds("RATER_BATCH_WITHIN_S", 0.05),
             cdr_consumer=reader.choice("RATER_CDR_CONSUMER", "direct", ("direct", "faust")),
             max_record_bytes=reader.integer("RATER_MAX_RECORD_BYTES", 65_536, 1024, 16_777_216),
