@@ -6,6 +6,8 @@ from the environment (rater.config).
 
 from __future__ import annotations
 
+import gc
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,8 @@ from rater.service.subscriptions import SubscriptionApplier
 from rater.store import RedisStore
 from rater.web.api import register_api
 from rater.web.health import register_health
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -45,7 +49,17 @@ def create_app(settings: Settings) -> tuple[Any, Runtime]:
     register_agents(app, settings, runtime.rater, runtime.decider, runtime.applier)
     register_health(app, runtime.store)
     register_api(app, runtime)
+    app.task(_freeze_startup_heap)
     return app, runtime
+
+
+async def _freeze_startup_heap() -> None:
+    """Move what start-up built (modules, the app, its services: ~90k objects) out of the
+    garbage collector's sight. A full collection over them took ~23 ms, a stall of every
+    request and batch in flight; the collector then scans only what was built since."""
+    gc.freeze()
+    log.info("start-up heap frozen: %d objects left out of garbage collection",
+             gc.get_freeze_count())
 
 
 settings = Settings.from_env()
