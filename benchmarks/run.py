@@ -286,7 +286,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             if t.rate > peak:
                 peak, best_mode = t.rate, mode
     if "e" in args.phases or "h" in args.phases:
-        mode = best_mode or args.modes.split(",")[0]
+        # the fastest mode measured in d, else the worker's default consumer
+        mode = best_mode or Settings.from_env({}).cdr_consumer
         rate = peak / 2 if peak else 5000.0
         say(f"e/h: latency at {rate:.0f}/s for {args.latency_s:.0f}s, then soak "
             f"{args.soak_s:.0f}s @ {args.soak_rate:.0f}/s (mode {mode})")

@@ -1,7 +1,7 @@
 """The Redis adapter: every read and write of rater state goes through here.
 
 One EVALSHA rates a whole batch: `rate_batch` groups CDRs by hash slot (one
-group in standalone Redis), so a batch of 500 CDRs costs one round trip.
+group in standalone Redis), so a batch of 1,000 CDRs costs one round trip.
 """
 
 from __future__ import annotations
