@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from rater.config import Settings
-from rater.rating.clock import format_ms
+from rater.rating.clock import format_ms_fixed
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message", "asctime", "taskName",
@@ -33,7 +33,7 @@ TEXT_FORMAT = "[%(asctime)s] %(levelname)s %(name)s: %(message)s"
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": format_ms(int(record.created * 1000)),
+            "ts": format_ms_fixed(int(record.created * 1000)),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

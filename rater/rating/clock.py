@@ -27,19 +27,28 @@ _SECOND_TEXT_MAX = 65_536
 
 def format_ms(ms: int) -> str:
     """UTC with a `Z`; milliseconds only when there are some, so output is stable."""
-    if 0 <= ms < _GMTIME_END_MS:  # the hot path (every output record): C gmtime, memoised
-        seconds, millis = divmod(ms, 1000)
-        cached = _SECOND_TEXT.get(seconds)
-        if cached is None:
-            if len(_SECOND_TEXT) >= _SECOND_TEXT_MAX:
-                _SECOND_TEXT.clear()
-            y, mo, d, h, mi, s = time.gmtime(seconds)[:6]
-            cached = _SECOND_TEXT[seconds] = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}"
-        text = cached
-    else:
-        text = from_ms(ms).strftime("%Y-%m-%dT%H:%M:%S")
-        millis = ms % 1000
+    text, millis = _second_text(ms)
     return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
+
+
+def format_ms_fixed(ms: int) -> str:
+    """UTC with a `Z` and always three digits of milliseconds: one width for log lines."""
+    text, millis = _second_text(ms)
+    return f"{text}.{millis:03d}Z"
+
+
+def _second_text(ms: int) -> tuple[str, int]:
+    """`YYYY-MM-DDTHH:MM:SS` of the instant, and its milliseconds."""
+    seconds, millis = divmod(ms, 1000)
+    if not 0 <= ms < _GMTIME_END_MS:
+        return from_ms(ms).strftime("%Y-%m-%dT%H:%M:%S"), millis
+    text = _SECOND_TEXT.get(seconds)  # the hot path (every output record): C gmtime
+    if text is None:
+        if len(_SECOND_TEXT) >= _SECOND_TEXT_MAX:
+            _SECOND_TEXT.clear()
+        y, mo, d, h, mi, s = time.gmtime(seconds)[:6]
+        text = _SECOND_TEXT[seconds] = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}"
+    return text, millis
 
 
 def day_to_ms(day: date) -> int:
