@@ -224,12 +224,21 @@ class HostCrash:
             total += max(0, path.stat().st_size - keep)
         return total
 
-    def crash(self, wait_unsynced_s: float = 3.0) -> int:
+    def crash(self, wait_unsynced_s: float = 3.0, settle_s: float = 0.0) -> int:
         """Crash at an instant when Redis holds written-but-unsynced bytes, if one comes
-        within `wait_unsynced_s` (with appendfsync always, none normally does)."""
+        within `wait_unsynced_s` (with appendfsync always, none normally does). With
+        `settle_s`, only bytes that stayed unsynced that long count: killed the instant
+        they appear, the worker may not yet have acted on the script replies they belong
+        to, and a batch it never acknowledged is simply retried."""
         deadline = time.monotonic() + wait_unsynced_s
-        while self.unsynced_bytes() == 0 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        while time.monotonic() < deadline:
+            if self.unsynced_bytes() == 0:
+                time.sleep(0.005)
+                continue
+            durable = self.durable_sizes()
+            time.sleep(settle_s)
+            if self.durable_sizes() == durable:  # no fsync since: those bytes are still out
+                break
         self.stack.kill_redis(signal.SIGKILL)
         durable = self.durable_sizes()
         lost = 0

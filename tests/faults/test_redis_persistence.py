@@ -113,14 +113,22 @@ async def test_redis_host_crash(fault_stack: FaultStack, fsync_tracker: Path,
 
         assert fault_stack.redis_config("appendfsync") == appendfsync
 
+        recovery: list[asyncio.Future[None]] = []
+
+        async def crash_and_restart() -> None:
+            # everysec: crash once the worker had time to act on what Redis told it
+            settle_s = 0.2 if appendfsync == "everysec" else 0.0
+            lost.append(await asyncio.to_thread(crash.crash, settle_s=settle_s))
+            await asyncio.sleep(1.0)
+            crash.restart(appendfsync)
+
         async def pace(sent: int) -> None:
-            if sent == 12_000:
-                lost.append(crash.crash())
-                await asyncio.sleep(1.0)
-                crash.restart(appendfsync)
+            if sent == 6_000:  # in the background: CDRs keep coming, Redis keeps writing
+                recovery.append(asyncio.ensure_future(crash_and_restart()))
             await asyncio.sleep(0.4)
 
         await run.send(pace=pace)
+        await asyncio.gather(*recovery)
         expected = run.expected()
         assert run.store is not None
         if appendfsync == "always":
