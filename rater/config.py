@@ -76,7 +76,9 @@ class Settings:
     jwt_audience: str | None = None
     batch_max: int = 1000
     batch_within_s: float = 0.05
-    cdr_consumer: str = "direct"  # "direct" (agents/fast_path) or "faust" (the rate-cdrs agent)
+    # "direct" (agents/fast_path), "faust" (the rate-cdrs agent), or "off": a worker that
+    # serves the API, decisions and subscription events but rates no CDRs
+    cdr_consumer: str = "direct"
     max_record_bytes: int = 65_536
     log_format: str = "text"
     log_level: str = "INFO"
@@ -125,7 +127,7 @@ class Settings:
             jwt_audience=env.get("RATER_JWT_AUDIENCE") or None,
             batch_max=reader.integer("RATER_BATCH_MAX", 1000, 1, 100_000),
             batch_within_s=reader.decimal_seconds("RATER_BATCH_WITHIN_S", 0.05),
-            cdr_consumer=reader.choice("RATER_CDR_CONSUMER", "direct", ("direct", "faust")),
+            cdr_consumer=reader.choice("RATER_CDR_CONSUMER", "direct", ("direct", "faust", "off")),
             max_record_bytes=reader.integer("RATER_MAX_RECORD_BYTES", 65_536, 1024, 16_777_216),
             log_format=reader.choice("RATER_LOG_FORMAT", "text", ("text", "json")),
             log_level=reader.choice(

@@ -28,7 +28,7 @@ def register_agents(
     # scale with partitions and workers instead.
     if settings.cdr_consumer == "direct":
         register_direct_consumer(app, settings, rater)
-    else:
+    elif settings.cdr_consumer == "faust":
         @app.agent(source(topics.cdr), name="rate-cdrs", concurrency=1)
         async def rate_cdrs(stream: Any) -> None:
             await run_batches(stream, rater.rate, app.producer, "rate",
