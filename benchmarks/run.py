@@ -224,6 +224,13 @@ def table(res: dict[str, Any]) -> str:
                 rows.append(("f", f"{label} @ {w['target_rate']:.0f}/s: rate, p50/p99",
                              f"{w['achieved_rate']:,.0f}/s, {w['p50_ms']:.2f} / "
                              f"{w['p99_ms']:.2f} ms"))
+        for key, label in (("while_rating", "  same, while it rates a backlog"),
+                           ("api_worker_while_rating", "  same, API-only worker, another rates")):
+            busy = f.get(key)
+            if busy:
+                rows.append(("f", f"{label}: rate, p50/p99",
+                             f"{busy['achieved_rate']:,.0f}/s, {busy['p50_ms']:,.1f} / "
+                             f"{busy['p99_ms']:,.1f} ms ({busy['rating_cdrs_per_s']:,} CDR/s)"))
     g = res.get("g_memory")
     if g:
         rows.append(("g", f"Redis bytes per rated CDR ({g['cdrs']:,} CDRs)",
@@ -303,7 +310,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     if "f" in args.phases:
         from benchmarks import web
 
-        say(f"f: authorize at {args.web_rate:.0f}/s for {args.web_s:.0f}s, then bare handler")
+        say(f"f: authorize at {args.web_rate:.0f}/s for {args.web_s:.0f}s, then bare handler, "
+            "then authorize while rating")
         flame = None if args.no_flame else RESULTS / f"flame-{args.name}-authorize.svg"
         res["f_authorize"] = await web.authorize_under_load(data, args.partitions,
                                                             args.web_rate, args.web_s, flame)

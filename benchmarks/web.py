@@ -1,5 +1,6 @@
 """(f) POST /v1/authorize under a fixed open-loop rate from a separate process, beside a
-bare handler on the same web stack (Faust view on aiohttp), in the same run."""
+bare handler on the same web stack (Faust view on aiohttp), in the same run; then the same
+load on a worker that is rating a backlog of CDRs meanwhile (same Redis, same cores)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from benchmarks import kafka_io, procs
 from benchmarks.data import DataSet
 from benchmarks.pipeline import LOGS, bench_env, drop_faust_datadir, rater_deployment, run_id
 from benchmarks.redis_step import delete_prefix, load_subscriptions
+from rater.config import Settings
 from rater.store import RedisStore
 from tests.integration.harness import Worker, free_port
 
@@ -66,7 +68,7 @@ async def authorize_under_load(data: DataSet, partitions: int, rate: float,
     bodies = attempt_bodies(data, LOGS / "authorize-bodies.jsonl")
     jwt_env = {"RATER_JWT_ALGORITHM": "HS256", "RATER_JWT_KEY": SECRET,
                "RATER_JWT_ISSUER": ISSUER, "RATER_JWT_AUDIENCE": AUDIENCE}
-    deployment = rater_deployment(partitions, None, 500, jwt_env)
+    deployment = rater_deployment(partitions, None, Settings.from_env({}).batch_max, jwt_env)
     dsettings = deployment.settings
     store = RedisStore.from_settings(dsettings)
     try:
@@ -97,6 +99,9 @@ async def authorize_under_load(data: DataSet, partitions: int, rate: float,
         await kafka_io.delete_topics(dsettings.kafka_bootstrap,
                                      dsettings.topics.cdr.removesuffix("calls.cdr"))
         drop_faust_datadir(dsettings.app_id)
+    for key, api_only in (("while_rating", False), ("api_worker_while_rating", True)):
+        result[key] = await _while_rating(partitions, jwt_env, data, bodies, rate, seconds,
+                                          token, api_only)
     port = free_port()
     app_id = run_id("w")
     idle = f"{app_id}.idle"
@@ -114,4 +119,47 @@ async def authorize_under_load(data: DataSet, partitions: int, rate: float,
         procs.stop(process)
         await kafka_io.delete_topics(bootstrap, app_id)
         drop_faust_datadir(app_id)
+    return result
+
+
+async def _while_rating(partitions: int, jwt_env: dict[str, str], data: DataSet,
+                        bodies: Path, rate: float, seconds: float, token: str,
+                        api_only: bool) -> dict[str, Any]:
+    """The authorize load while the data set, twice over (new CDRs, then their replays),
+    is being rated as a backlog: by the worker that serves the load itself, or
+    (`api_only`) by a second worker beside one started with RATER_CDR_CONSUMER=off.
+    With the CDRs rated during the load's window."""
+    deployment = rater_deployment(partitions, None, Settings.from_env({}).batch_max, jwt_env)
+    dsettings = deployment.settings
+    bootstrap, rated = dsettings.kafka_bootstrap, dsettings.topics.rated
+    store = RedisStore.from_settings(dsettings)
+    workers: list[Worker] = []
+    probe = None
+    try:
+        await deployment.create_topics()
+        await load_subscriptions(store, data.subscriptions)
+        await kafka_io.produce_all(bootstrap, dsettings.topics.cdr, data.records * 2)
+        probe = await kafka_io.offsets_probe(bootstrap, [rated])
+        if api_only:
+            workers.append(Worker(deployment, RATER_CDR_CONSUMER="off").start(wait_ready=True))
+        workers.append(Worker(deployment).start(wait_ready=True))
+        before = (await kafka_io.end_offsets(probe, [rated]))[rated]
+        started = time.monotonic()
+        result: dict[str, Any] = await load(f"{workers[0].url}/v1/authorize", bodies, rate,
+                                            seconds, token)
+        window = time.monotonic() - started
+        after = (await kafka_io.end_offsets(probe, [rated]))[rated]
+        result["cdrs_rated_in_window"] = after - before
+        result["rating_cdrs_per_s"] = round((after - before) / window)
+        # still rating when the load ended: the backlog outlasted the window
+        result["rating_throughout"] = after < 2 * data.valid
+    finally:
+        for worker in workers:
+            worker.stop()
+        if probe is not None:
+            await probe.stop()
+        await delete_prefix(store.client, dsettings.key_prefix)
+        await store.close()
+        await kafka_io.delete_topics(bootstrap, dsettings.topics.cdr.removesuffix("calls.cdr"))
+        drop_faust_datadir(dsettings.app_id)
     return result
