@@ -225,9 +225,11 @@ def table(res: dict[str, Any]) -> str:
                              f"{w['achieved_rate']:,.0f}/s, {w['p50_ms']:.2f} / "
                              f"{w['p99_ms']:.2f} ms"))
         for key, label in (("while_rating", "  same, while it rates a backlog"),
-                           ("api_worker_while_rating", "  same, API-only worker, another rates")):
+                           ("api_worker_while_rating", "  same, API-only worker, another rates"),
+                           ("while_rating_steady", "  same, while it rates {steady} CDR/s")):
             busy = f.get(key)
             if busy:
+                label = label.format(steady=f"{busy.get('steady_rate', 0):.0f}")
                 rows.append(("f", f"{label}: rate, p50/p99",
                              f"{busy['achieved_rate']:,.0f}/s, {busy['p50_ms']:,.1f} / "
                              f"{busy['p99_ms']:,.1f} ms ({busy['rating_cdrs_per_s']:,} CDR/s)"))

@@ -15,14 +15,22 @@ from typing import Any
 import orjson
 
 from benchmarks import kafka_io, procs
-from benchmarks.data import DataSet
-from benchmarks.pipeline import LOGS, bench_env, drop_faust_datadir, rater_deployment, run_id
+from benchmarks.data import DataSet, fresh_cdrs
+from benchmarks.pipeline import (
+    LOGS,
+    bench_env,
+    drop_faust_datadir,
+    paced_produce,
+    rater_deployment,
+    run_id,
+)
 from benchmarks.redis_step import delete_prefix, load_subscriptions
 from rater.config import Settings
 from rater.store import RedisStore
 from tests.integration.harness import Worker, free_port
 
 SECRET = "benchmark-only-hs256-secret-0123456789abcdef"
+STEADY_CDR_RATE = 5000.0  # CDRs/s beside the authorize load: well below the rating peak
 ISSUER, AUDIENCE = "rater-bench", "rater"
 
 
@@ -99,9 +107,11 @@ async def authorize_under_load(data: DataSet, partitions: int, rate: float,
         await kafka_io.delete_topics(dsettings.kafka_bootstrap,
                                      dsettings.topics.cdr.removesuffix("calls.cdr"))
         drop_faust_datadir(dsettings.app_id)
-    for key, api_only in (("while_rating", False), ("api_worker_while_rating", True)):
+    for key, api_only, steady in (("while_rating", False, None),
+                                  ("api_worker_while_rating", True, None),
+                                  ("while_rating_steady", False, STEADY_CDR_RATE)):
         result[key] = await _while_rating(partitions, jwt_env, data, bodies, rate, seconds,
-                                          token, api_only)
+                                          token, api_only, steady)
     port = free_port()
     app_id = run_id("w")
     idle = f"{app_id}.idle"
@@ -124,11 +134,13 @@ async def authorize_under_load(data: DataSet, partitions: int, rate: float,
 
 async def _while_rating(partitions: int, jwt_env: dict[str, str], data: DataSet,
                         bodies: Path, rate: float, seconds: float, token: str,
-                        api_only: bool) -> dict[str, Any]:
-    """The authorize load while the data set, twice over (new CDRs, then their replays),
-    is being rated as a backlog: by the worker that serves the load itself, or
-    (`api_only`) by a second worker beside one started with RATER_CDR_CONSUMER=off.
-    With the CDRs rated during the load's window."""
+                        api_only: bool = False,
+                        steady_rate: float | None = None) -> dict[str, Any]:
+    """The authorize load while CDRs are rated: the data set twice over (new CDRs, then
+    their replays) as a backlog, by the worker that serves the load itself or
+    (`api_only`) by a second worker beside one started with RATER_CDR_CONSUMER=off; or
+    (`steady_rate`) fresh CDRs produced at that rate during the window, rated by the
+    worker that serves the load. With the CDRs rated during the load's window."""
     deployment = rater_deployment(partitions, None, Settings.from_env({}).batch_max, jwt_env)
     dsettings = deployment.settings
     bootstrap, rated = dsettings.kafka_bootstrap, dsettings.topics.rated
@@ -138,21 +150,29 @@ async def _while_rating(partitions: int, jwt_env: dict[str, str], data: DataSet,
     try:
         await deployment.create_topics()
         await load_subscriptions(store, data.subscriptions)
-        await kafka_io.produce_all(bootstrap, dsettings.topics.cdr, data.records * 2)
+        if steady_rate is None:
+            await kafka_io.produce_all(bootstrap, dsettings.topics.cdr, data.records * 2)
         probe = await kafka_io.offsets_probe(bootstrap, [rated])
         if api_only:
             workers.append(Worker(deployment, RATER_CDR_CONSUMER="off").start(wait_ready=True))
         workers.append(Worker(deployment).start(wait_ready=True))
         before = (await kafka_io.end_offsets(probe, [rated]))[rated]
         started = time.monotonic()
-        result: dict[str, Any] = await load(f"{workers[0].url}/v1/authorize", bodies, rate,
-                                            seconds, token)
+        authorize = load(f"{workers[0].url}/v1/authorize", bodies, rate, seconds, token)
+        if steady_rate is None:
+            result: dict[str, Any] = await authorize
+        else:
+            source = fresh_cdrs(data.subscriptions, seed=7, prefix="web-")
+            result, _ = await asyncio.gather(authorize, paced_produce(
+                bootstrap, dsettings.topics.cdr, source, steady_rate, seconds))
         window = time.monotonic() - started
         after = (await kafka_io.end_offsets(probe, [rated]))[rated]
         result["cdrs_rated_in_window"] = after - before
         result["rating_cdrs_per_s"] = round((after - before) / window)
-        # still rating when the load ended: the backlog outlasted the window
-        result["rating_throughout"] = after < 2 * data.valid
+        if steady_rate is None:  # still rating when the load ended: the backlog outlasted it
+            result["rating_throughout"] = after < 2 * data.valid
+        else:
+            result["steady_rate"] = steady_rate
     finally:
         for worker in workers:
             worker.stop()
