@@ -13,10 +13,12 @@ Every run then reads every output back and checks the counts (nothing lost).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,6 +181,27 @@ def rater_deployment(partitions: int, mode: str | None, batch: int,
     return Deployment(name=run_id("r"), partitions=partitions, extra_env=env)
 
 
+@contextlib.asynccontextmanager
+async def rater_on_stack(partitions: int, mode: str | None, batch: int,
+                         extra: dict[str, str], data: DataSet
+                         ) -> AsyncIterator[tuple[Deployment, RedisStore]]:
+    """A fresh deployment for one phase: its topics created and the data set's
+    subscriptions in Redis; afterwards its Redis keys, topics and Faust data are gone."""
+    deployment = rater_deployment(partitions, mode, batch, extra)
+    dsettings = deployment.settings
+    store = RedisStore.from_settings(dsettings)
+    try:
+        await deployment.create_topics()
+        await load_subscriptions(store, data.subscriptions)
+        yield deployment, store
+    finally:
+        await delete_prefix(store.client, dsettings.key_prefix)
+        await store.close()
+        await kafka_io.delete_topics(dsettings.kafka_bootstrap,
+                                     dsettings.topics.cdr.removesuffix("calls.cdr"))
+        drop_faust_datadir(dsettings.app_id)
+
+
 def drop_faust_datadir(app_id: str) -> None:
     """Faust's data directory of one benchmark app (RATER_DATA_DIR/<app id>-data)."""
     import shutil
@@ -191,21 +214,16 @@ async def rater_end_to_end(settings: Settings, data: DataSet, expected: StepResu
                            partitions: int, mode: str, batch: int,
                            flame: Path | None, extra: dict[str, str] | None = None) -> Throughput:
     """Backlog produced first, then `rater worker` started; all four outputs checked."""
-    deployment = rater_deployment(partitions, mode, batch, extra or {})
-    dsettings = deployment.settings
-    topics = dsettings.topics
-    bootstrap = dsettings.kafka_bootstrap
-    store = RedisStore.from_settings(dsettings)
-    want = {
-        topics.rated: expected.per_topic[settings.topics.rated],
-        topics.charges: expected.per_topic[settings.topics.charges],
-        topics.alerts: expected.per_topic[settings.topics.alerts],
-        topics.dlq: expected.per_topic[settings.topics.dlq],
-    }
-    outputs = list(want)
-    try:
-        await deployment.create_topics()
-        await load_subscriptions(store, data.subscriptions)
+    async with rater_on_stack(partitions, mode, batch, extra or {}, data) as (deployment, _):
+        topics = deployment.settings.topics
+        bootstrap = deployment.settings.kafka_bootstrap
+        want = {
+            topics.rated: expected.per_topic[settings.topics.rated],
+            topics.charges: expected.per_topic[settings.topics.charges],
+            topics.alerts: expected.per_topic[settings.topics.alerts],
+            topics.dlq: expected.per_topic[settings.topics.dlq],
+        }
+        outputs = list(want)
         await kafka_io.produce_all(bootstrap, topics.cdr, data.records)
         started = time.monotonic()
         worker = Worker(deployment).start(wait_ready=False)
@@ -241,11 +259,6 @@ async def rater_end_to_end(settings: Settings, data: DataSet, expected: StepResu
                                       "verified": check, "rss_peak_mb": round(rss_peak / 2**20, 1),
                                       "cpu_shares": timeline.shares(first / 1000, last / 1000),
                                       "log": str(worker.log_path)})
-    finally:
-        await delete_prefix(store.client, dsettings.key_prefix)
-        await store.close()
-        await kafka_io.delete_topics(bootstrap, topics.cdr.removesuffix("calls.cdr"))
-        drop_faust_datadir(dsettings.app_id)
 
 
 def verify(got: kafka_io.Collected, topics: Any, want: dict[str, int],
@@ -308,15 +321,10 @@ async def latency_and_soak(settings: Settings, data: DataSet, partitions: int, m
                            soak_s: float) -> dict[str, Any]:
     """(e) CDR produced -> rated call / charge on the output topic, paced at `rate`;
     then (h) the same worker soaked at `soak_rate` for `soak_s`, RSS sampled each second."""
-    deployment = rater_deployment(partitions, mode, batch, {})
-    dsettings = deployment.settings
-    topics = dsettings.topics
-    bootstrap = dsettings.kafka_bootstrap
-    store = RedisStore.from_settings(dsettings)
     result: dict[str, Any] = {}
-    try:
-        await deployment.create_topics()
-        await load_subscriptions(store, data.subscriptions)
+    async with rater_on_stack(partitions, mode, batch, {}, data) as (deployment, _):
+        topics = deployment.settings.topics
+        bootstrap = deployment.settings.kafka_bootstrap
         worker = Worker(deployment).start(wait_ready=True)
         assert worker.process is not None
         pid = worker.process.pid
@@ -338,11 +346,6 @@ async def latency_and_soak(settings: Settings, data: DataSet, partitions: int, m
                                             soak_s, worker)
         finally:
             worker.stop()
-    finally:
-        await delete_prefix(store.client, dsettings.key_prefix)
-        await store.close()
-        await kafka_io.delete_topics(bootstrap, topics.cdr.removesuffix("calls.cdr"))
-        drop_faust_datadir(dsettings.app_id)
     return result
 
 

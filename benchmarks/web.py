@@ -21,12 +21,10 @@ from benchmarks.pipeline import (
     bench_env,
     drop_faust_datadir,
     paced_produce,
-    rater_deployment,
+    rater_on_stack,
     run_id,
 )
-from benchmarks.redis_step import delete_prefix, load_subscriptions
 from rater.config import Settings
-from rater.store import RedisStore
 from tests.integration.harness import Worker, free_port
 
 SECRET = "benchmark-only-hs256-secret-0123456789abcdef"
@@ -76,12 +74,8 @@ async def authorize_under_load(data: DataSet, partitions: int, rate: float,
     bodies = attempt_bodies(data, LOGS / "authorize-bodies.jsonl")
     jwt_env = {"RATER_JWT_ALGORITHM": "HS256", "RATER_JWT_KEY": SECRET,
                "RATER_JWT_ISSUER": ISSUER, "RATER_JWT_AUDIENCE": AUDIENCE}
-    deployment = rater_deployment(partitions, None, Settings.from_env({}).batch_max, jwt_env)
-    dsettings = deployment.settings
-    store = RedisStore.from_settings(dsettings)
-    try:
-        await deployment.create_topics()
-        await load_subscriptions(store, data.subscriptions)
+    batch = Settings.from_env({}).batch_max
+    async with rater_on_stack(partitions, None, batch, jwt_env, data) as (deployment, _):
         token = issue_token(SECRET, subject="bench-authorizer", scope="call_authorizer",
                             issuer=ISSUER, audience=AUDIENCE, algorithm="HS256",
                             expires_in=3600)
@@ -101,12 +95,6 @@ async def authorize_under_load(data: DataSet, partitions: int, rate: float,
             if profiler:
                 profiler.finish()
             worker.stop()
-    finally:
-        await delete_prefix(store.client, dsettings.key_prefix)
-        await store.close()
-        await kafka_io.delete_topics(dsettings.kafka_bootstrap,
-                                     dsettings.topics.cdr.removesuffix("calls.cdr"))
-        drop_faust_datadir(dsettings.app_id)
     for key, api_only, steady in (("while_rating", False, None),
                                   ("api_worker_while_rating", True, None),
                                   ("while_rating_steady", False, STEADY_CDR_RATE)):
@@ -115,7 +103,7 @@ async def authorize_under_load(data: DataSet, partitions: int, rate: float,
     port = free_port()
     app_id = run_id("w")
     idle = f"{app_id}.idle"
-    bootstrap = dsettings.kafka_bootstrap
+    bootstrap = deployment.settings.kafka_bootstrap
     await kafka_io.create_topics(bootstrap, [idle], 1)
     process = procs.spawn([sys.executable, "-m", "benchmarks.bare_web"],
                           bench_env(BENCH_APP_ID=app_id, BENCH_WEB_PORT=str(port),
@@ -141,45 +129,39 @@ async def _while_rating(partitions: int, jwt_env: dict[str, str], data: DataSet,
     (`api_only`) by a second worker beside one started with RATER_CDR_CONSUMER=off; or
     (`steady_rate`) fresh CDRs produced at that rate during the window, rated by the
     worker that serves the load. With the CDRs rated during the load's window."""
-    deployment = rater_deployment(partitions, None, Settings.from_env({}).batch_max, jwt_env)
-    dsettings = deployment.settings
-    bootstrap, rated = dsettings.kafka_bootstrap, dsettings.topics.rated
-    store = RedisStore.from_settings(dsettings)
-    workers: list[Worker] = []
-    probe = None
-    try:
-        await deployment.create_topics()
-        await load_subscriptions(store, data.subscriptions)
-        if steady_rate is None:
-            await kafka_io.produce_all(bootstrap, dsettings.topics.cdr, data.records * 2)
-        probe = await kafka_io.offsets_probe(bootstrap, [rated])
-        if api_only:
-            workers.append(Worker(deployment, RATER_CDR_CONSUMER="off").start(wait_ready=True))
-        workers.append(Worker(deployment).start(wait_ready=True))
-        before = (await kafka_io.end_offsets(probe, [rated]))[rated]
-        started = time.monotonic()
-        authorize = load(f"{workers[0].url}/v1/authorize", bodies, rate, seconds, token)
-        if steady_rate is None:
-            result: dict[str, Any] = await authorize
-        else:
-            source = fresh_cdrs(data.subscriptions, seed=7, prefix="web-")
-            result, _ = await asyncio.gather(authorize, paced_produce(
-                bootstrap, dsettings.topics.cdr, source, steady_rate, seconds))
-        window = time.monotonic() - started
-        after = (await kafka_io.end_offsets(probe, [rated]))[rated]
-        result["cdrs_rated_in_window"] = after - before
-        result["rating_cdrs_per_s"] = round((after - before) / window)
-        if steady_rate is None:  # still rating when the load ended: the backlog outlasted it
-            result["rating_throughout"] = after < 2 * data.valid
-        else:
-            result["steady_rate"] = steady_rate
-    finally:
-        for worker in workers:
-            worker.stop()
-        if probe is not None:
-            await probe.stop()
-        await delete_prefix(store.client, dsettings.key_prefix)
-        await store.close()
-        await kafka_io.delete_topics(bootstrap, dsettings.topics.cdr.removesuffix("calls.cdr"))
-        drop_faust_datadir(dsettings.app_id)
+    batch = Settings.from_env({}).batch_max
+    async with rater_on_stack(partitions, None, batch, jwt_env, data) as (deployment, _):
+        dsettings = deployment.settings
+        bootstrap, rated = dsettings.kafka_bootstrap, dsettings.topics.rated
+        workers: list[Worker] = []
+        probe = None
+        try:
+            if steady_rate is None:
+                await kafka_io.produce_all(bootstrap, dsettings.topics.cdr, data.records * 2)
+            probe = await kafka_io.offsets_probe(bootstrap, [rated])
+            if api_only:
+                workers.append(Worker(deployment, RATER_CDR_CONSUMER="off").start(wait_ready=True))
+            workers.append(Worker(deployment).start(wait_ready=True))
+            before = (await kafka_io.end_offsets(probe, [rated]))[rated]
+            started = time.monotonic()
+            authorize = load(f"{workers[0].url}/v1/authorize", bodies, rate, seconds, token)
+            if steady_rate is None:
+                result: dict[str, Any] = await authorize
+            else:
+                source = fresh_cdrs(data.subscriptions, seed=7, prefix="web-")
+                result, _ = await asyncio.gather(authorize, paced_produce(
+                    bootstrap, dsettings.topics.cdr, source, steady_rate, seconds))
+            window = time.monotonic() - started
+            after = (await kafka_io.end_offsets(probe, [rated]))[rated]
+            result["cdrs_rated_in_window"] = after - before
+            result["rating_cdrs_per_s"] = round((after - before) / window)
+            if steady_rate is None:  # still rating when the load ended: the backlog outlasted it
+                result["rating_throughout"] = after < 2 * data.valid
+            else:
+                result["steady_rate"] = steady_rate
+        finally:
+            for worker in workers:
+                worker.stop()
+            if probe is not None:
+                await probe.stop()
     return result
