@@ -16,12 +16,16 @@ import orjson
 import redis.asyncio as aioredis
 
 from benchmarks.data import DataSet, call_id
-from rater.codec import InvalidRecord, cdr_fingerprint, decode_cdr, subscription_from_document
 from rater.config import Settings
 from rater.messages import SourceRecord
-from rater.rating.clock import now_ms
-from rater.rating.model import RatingClock
-from rater.records import Cdr
+from rater.rating.clock import RatingClock, now_ms
+from rater.records import (
+    Cdr,
+    InvalidRecord,
+    cdr_fingerprint,
+    decode_cdr,
+    subscription_from_document,
+)
 from rater.service.rating import CdrBatchRater
 from rater.store import RatingInput, RedisStore
 from rater.store.redis_store import KEEP_MS, _kind, subscription_fields

@@ -129,20 +129,20 @@ async def _produce(settings: Settings, records: Sequence[tuple[bytes | None, byt
 
 
 def upsert_events(documents: list[Any]) -> list[tuple[bytes | None, bytes]]:
-    from rater.codec import subscription_from_document, subscription_to_document
-    from rater.rating.clock import format_ms, now_ms
+    from rater.rating.clock import now_ms
+    from rater.rating.outputs import subscription_upserted
+    from rater.records import subscription_from_document
 
     events: list[tuple[bytes | None, bytes]] = []
     for doc in documents:
         sub = subscription_from_document(doc)
-        event = {"type": "subscription.upserted", "subscription": subscription_to_document(sub),
-                 "at": format_ms(now_ms())}
+        event = subscription_upserted(sub, now_ms())
         events.append((sub.subscription_id.encode(), orjson.dumps(event)))
     return events
 
 
 def cmd_subscriptions_load(settings: Settings, args: argparse.Namespace) -> int:
-    from rater.codec import InvalidRecord
+    from rater.records import InvalidRecord
 
     try:
         documents = orjson.loads(Path(args.file).read_bytes())

@@ -7,13 +7,12 @@ benchmark or a test alike.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from rater.rating.clock import format_ms
+from rater.rating.outputs import MAX_DEAD_LETTER_BYTES, dead_letter_record
 
 
 # Not frozen: one is built per CDR on the hot path, and a frozen dataclass's __init__
@@ -76,22 +75,6 @@ def _sniff_ids(record: SourceRecord) -> dict[str, str]:
     return ids
 
 
-# A dead letter carries at most this much of the original value (and key): a 1 MB
-# poison record, escaped or base64-encoded, would make a dead letter the broker refuses
-# (MessageSizeTooLarge), and the batch would retry forever: a stalled partition.
-MAX_DEAD_LETTER_BYTES = 65_536
-
-
-def _text_or_base64(raw: bytes, limit: int = MAX_DEAD_LETTER_BYTES) -> tuple[str, str]:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return base64.b64encode(raw[:limit]).decode("ascii"), "base64"
-    if len(raw) > limit:  # whole characters only
-        text = raw[:limit].decode("utf-8", "ignore")
-    return text, "utf-8"
-
-
 def dead_letter(
     dlq_topic: str,
     record: SourceRecord,
@@ -106,26 +89,11 @@ def dead_letter(
     they are read, best effort, from the record itself.
     """
     raw = record.value or b""
-    value, encoding = _text_or_base64(raw)
-    key = None
-    if record.key is not None:
-        key, _ = _text_or_base64(record.key)
-    letter = {
-        "reason": reason,
-        "detail": detail,
-        "source_topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "key": key,
-        "value": value,
-        "value_encoding": encoding,
-        "at": format_ms(at_ms),
-    }
+    letter = dead_letter_record(reason, detail, record.topic, record.partition, record.offset,
+                                record.key, raw, at_ms)
     kafka_key = record.key
-    if len(raw) > MAX_DEAD_LETTER_BYTES or len(kafka_key or b"") > MAX_DEAD_LETTER_BYTES:
-        letter["truncated"] = True  # value and key: their first MAX_DEAD_LETTER_BYTES
-        letter["value_bytes"] = len(raw)
-        kafka_key = kafka_key[:MAX_DEAD_LETTER_BYTES] if kafka_key is not None else None
+    if kafka_key is not None and len(kafka_key) > MAX_DEAD_LETTER_BYTES:
+        kafka_key = kafka_key[:MAX_DEAD_LETTER_BYTES]
     log_fields: dict[str, Any] = {
         "reason": reason,
         "detail": detail[:MAX_LOGGED_DETAIL],

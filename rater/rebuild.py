@@ -45,18 +45,20 @@ from aiokafka.protocol.admin import (
     DescribeGroupsRequest_v2,
 )
 
-from rater.codec import (
+from rater.config import Settings
+from rater.rating.clock import day_to_ms, from_ms, now_ms
+from rater.rating.money import to_micro
+from rater.rating.periods import period_of
+from rater.records import (
+    Cdr,
     InvalidRecord,
+    PaygChange,
+    Subscription,
     cdr_fingerprint,
     decode_cdr,
     decode_subscription_event,
     parse_timestamp,
 )
-from rater.config import Settings
-from rater.rating.clock import day_to_ms, from_ms, now_ms
-from rater.rating.money import to_micro
-from rater.rating.periods import period_of
-from rater.records import Cdr, PaygChange, Subscription
 from rater.store import RedisStore, keys
 from rater.store.redis_store import KEEP_MS, ZONE_LETTER, subscription_fields
 

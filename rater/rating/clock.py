@@ -1,8 +1,9 @@
-"""Milliseconds since the epoch <-> RFC 3339 text, without float arithmetic."""
+"""Milliseconds since the epoch <-> RFC 3339 text, without float arithmetic; the rating clock."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -57,3 +58,12 @@ def day_to_ms(day: date) -> int:
 
 def now_ms() -> int:
     return to_ms(datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class RatingClock:
+    """The instants a rating depends on; passed in so results are reproducible."""
+
+    now_ms: int
+    grace_ms: int = 259_200_000
+    future_tolerance_ms: int = 300_000

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rater.rating.increments import max_duration_within
-from rater.records import CallAttempt, Increment
+from rater.records.shapes import CallAttempt, Increment
 
 DecisionKind = Literal["permit", "block"]
 DecisionReason = Literal["free", "included", "payg", "exhausted", "unknown_subscription"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rater.records import Increment
+from rater.records.shapes import Increment
 
 
 def billable_seconds(duration_s: int, increment: Increment) -> int:

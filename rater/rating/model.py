@@ -11,30 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from rater.rating.clock import format_ms, from_ms
+from rater.rating.clock import RatingClock, format_ms, from_ms
 from rater.rating.increments import billable_seconds
 from rater.rating.money import overage_amount, to_micro
 from rater.rating.periods import period_of
-from rater.rating.results import AlertCrossing, CallRating, Rejection
+from rater.rating.results import AlertCrossing, CallRating, Rejection, ZoneCounters
 from rater.rating.split import FREE, split_call, thresholds_reached
-from rater.records import Cdr, Subscription, Zone
-
-
-@dataclass(slots=True)
-class ZoneCounters:
-    used_included_s: int = 0
-    overage_s: int = 0
-    unbilled_s: int = 0
-    overage_micro: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class RatingClock:
-    """The instants a rating depends on; passed in so results are reproducible."""
-
-    now_ms: int
-    grace_ms: int = 259_200_000
-    future_tolerance_ms: int = 300_000
+from rater.records.shapes import Cdr, Subscription, Zone
 
 
 @dataclass(slots=True)

@@ -1,14 +1,18 @@
-"""The output records of SPEC §4 (field names are the contract), built from a rating."""
+"""Every output record of SPEC §4 (field names are the contract), and the subscription
+events the rater itself publishes: rated call and charge, threshold alert, decision,
+dead letter, `payg.changed`, `subscription.upserted`. Plain dicts, ready for orjson."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from rater.rating.clock import format_ms
+from rater.rating.decision import Decision
 from rater.rating.ids import alert_id, charge_id
 from rater.rating.money import format_micro
 from rater.rating.results import AlertCrossing, CallRating
-from rater.records import Cdr
+from rater.records.shapes import CallAttempt, Cdr, Subscription
 
 Record = dict[str, Any]
 
@@ -61,14 +65,6 @@ def call_records(cdr: Cdr, rating: CallRating) -> tuple[Record, Record | None]:
     }
 
 
-def rated_call(cdr: Cdr, rating: CallRating) -> Record:
-    return call_records(cdr, rating)[0]
-
-
-def overage_charge(cdr: Cdr, rating: CallRating) -> Record | None:
-    return call_records(cdr, rating)[1]
-
-
 def threshold_alert(subscription_id: str, crossing: AlertCrossing) -> Record:
     return {
         "alert_id": alert_id(subscription_id, crossing.zone, crossing.period, crossing.threshold),
@@ -80,3 +76,94 @@ def threshold_alert(subscription_id: str, crossing: AlertCrossing) -> Record:
         "included_s": crossing.included_s,
         "at": format_ms(crossing.at_ms),
     }
+
+
+def decision_record(attempt: CallAttempt, decision: Decision, decided_at_ms: int) -> Record:
+    return {
+        "attempt_id": attempt.attempt_id,
+        "subscription_id": attempt.subscription_id,
+        "decision": decision.decision,
+        "max_duration_s": decision.max_duration_s,
+        "reason": decision.reason,
+        "decided_at": format_ms(decided_at_ms),
+    }
+
+
+# A dead letter carries at most this much of the original value (and key): a 1 MB
+# poison record, escaped or base64-encoded, would make a dead letter the broker refuses
+# (MessageSizeTooLarge), and the batch would retry forever: a stalled partition.
+MAX_DEAD_LETTER_BYTES = 65_536
+
+
+def dead_letter_record(
+    reason: str, detail: str, source_topic: str, partition: int | None, offset: int | None,
+    key: bytes | None, value: bytes, at_ms: int,
+) -> Record:
+    """The original bytes (text, or base64 when they are not UTF-8) and why they were refused."""
+    text, encoding = _text_or_base64(value)
+    letter: Record = {
+        "reason": reason,
+        "detail": detail,
+        "source_topic": source_topic,
+        "partition": partition,
+        "offset": offset,
+        "key": _text_or_base64(key)[0] if key is not None else None,
+        "value": text,
+        "value_encoding": encoding,
+        "at": format_ms(at_ms),
+    }
+    if len(value) > MAX_DEAD_LETTER_BYTES or len(key or b"") > MAX_DEAD_LETTER_BYTES:
+        letter["truncated"] = True  # value and key: their first MAX_DEAD_LETTER_BYTES
+        letter["value_bytes"] = len(value)
+    return letter
+
+
+def _text_or_base64(raw: bytes, limit: int = MAX_DEAD_LETTER_BYTES) -> tuple[str, str]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(raw[:limit]).decode("ascii"), "base64"
+    if len(raw) > limit:  # whole characters only
+        text = raw[:limit].decode("utf-8", "ignore")
+    return text, "utf-8"
+
+
+def payg_changed(
+    subscription_id: str, enabled: bool, previous: bool, revision: int, actor: str, role: str,
+    at_ms: int,
+) -> Record:
+    """The audit event of a PAYG switch (SPEC §4, §7); `revision` orders switches."""
+    return {
+        "type": "payg.changed",
+        "subscription_id": subscription_id,
+        "enabled": enabled,
+        "previous": previous,
+        "revision": revision,
+        "actor": actor,
+        "role": role,
+        "at": format_ms(at_ms),
+    }
+
+
+def subscription_document(sub: Subscription) -> Record:
+    """A Subscription as SPEC §4 writes it (rates as decimal strings)."""
+    return {
+        "subscription_id": sub.subscription_id,
+        "billing_account_id": sub.billing_account_id,
+        "licenses": sub.licenses,
+        "payg_enabled": sub.payg_enabled,
+        "billing_anchor_day": sub.billing_anchor_day,
+        "currency": sub.currency,
+        "plan": {
+            "included_minutes_per_license": dict(sub.plan.included_minutes_per_license),
+            "payg_rate_per_minute": {
+                zone: str(rate) for zone, rate in sub.plan.payg_rate_per_minute.items()
+            },
+            "billing_increment": str(sub.plan.billing_increment),
+        },
+    }
+
+
+def subscription_upserted(sub: Subscription, at_ms: int) -> Record:
+    return {"type": "subscription.upserted", "subscription": subscription_document(sub),
+            "at": format_ms(at_ms)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from rater.records import Zone
+from rater.records.shapes import Zone
 
 Outcome = Literal["included", "overage", "exhausted", "blocked", "free"]
 RejectReason = Literal[
@@ -50,6 +50,16 @@ class CallRating:
                 other.period, other.billable_s, other.included_s, other.overage_s,
                 other.unbilled_s, other.outcome, other.amount_micro, other.rate_per_minute,
                 other.rated_at_ms, other.billing_account_id, other.currency, other.alerts)
+
+
+@dataclass(slots=True)
+class ZoneCounters:
+    """One zone's counters of one subscription in one period."""
+
+    used_included_s: int = 0
+    overage_s: int = 0
+    unbilled_s: int = 0
+    overage_micro: int = 0
 
 
 @dataclass(slots=True)

@@ -8,29 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 import orjson
 
-from rater.codec import InvalidRecord, decode_attempt
 from rater.messages import Emit, SourceRecord, dead_letter
-from rater.rating.clock import format_ms
 from rater.rating.decision import Decision, decide
-from rater.records import CallAttempt
+from rater.rating.outputs import decision_record
+from rater.records import CallAttempt, InvalidRecord, decode_attempt
 from rater.service.rating import BatchOutput
 from rater.service.step import Step
 from rater.service.tally import Tally
-
-
-def decision_record(attempt: CallAttempt, decision: Decision, decided_at_ms: int) -> dict[str, Any]:
-    return {
-        "attempt_id": attempt.attempt_id,
-        "subscription_id": attempt.subscription_id,
-        "decision": decision.decision,
-        "max_duration_s": decision.max_duration_s,
-        "reason": decision.reason,
-        "decided_at": format_ms(decided_at_ms),
-    }
 
 
 class AttemptDecider(Step):

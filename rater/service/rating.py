@@ -7,13 +7,12 @@ from dataclasses import dataclass
 
 import orjson
 
-from rater.codec import InvalidRecord, cdr_fingerprint, decode_cdr
 from rater.config import Settings
 from rater.messages import Emit, SourceRecord, dead_letter
 from rater.rating import outputs
-from rater.rating.clock import now_ms
-from rater.rating.model import RatingClock
+from rater.rating.clock import RatingClock, now_ms
 from rater.rating.results import CallRating, Rejection
+from rater.records import InvalidRecord, cdr_fingerprint, decode_cdr
 from rater.service.step import Step
 from rater.service.tally import Tally
 from rater.store import RatingInput, RatingRequest, RedisStore, rating_results

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rater.codec import InvalidRecord, decode_subscription_event
 from rater.messages import Emit, SourceRecord, dead_letter
-from rater.records import PaygChange
+from rater.records import InvalidRecord, PaygChange, decode_subscription_event
 from rater.service.rating import BatchOutput
 from rater.service.step import Step
 from rater.service.tally import Tally

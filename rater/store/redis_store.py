@@ -19,10 +19,10 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from rater.config import Settings
+from rater.rating.clock import RatingClock
 from rater.rating.decision import PoolState
-from rater.rating.model import RatingClock, ZoneCounters
 from rater.rating.money import rate_to_micro
-from rater.rating.results import AlertCrossing, CallRating, Rejection
+from rater.rating.results import AlertCrossing, CallRating, Rejection, ZoneCounters
 from rater.records import ZONES, Cdr, Increment, Subscription, Zone
 from rater.store import keys
 from rater.store.scripts import source

@@ -51,8 +51,8 @@ from rater import metrics
 from rater.config import ConfigError, Settings
 from rater.rating.clock import format_ms, now_ms
 from rater.rating.decision import Decision
+from rater.rating.outputs import decision_record
 from rater.records import CallAttempt, Zone
-from rater.service.decisions import decision_record
 from rater.store.redis_store import PaygSwitch, SubscriptionSnapshot
 from rater.web.auth import CALL_AUTHORIZER, READ_ROLES, WRITE_ROLES, AuthError, TokenVerifier
 from rater.web.documents import (

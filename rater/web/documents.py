@@ -15,10 +15,9 @@ from typing import Any, Final
 
 import orjson
 
-from rater.codec import InvalidRecord, attempt_from_document
 from rater.rating.clock import format_ms
 from rater.rating.money import format_micro
-from rater.records import ZONES, CallAttempt, Zone
+from rater.records import ZONES, CallAttempt, InvalidRecord, Zone, attempt_from_document
 from rater.store.redis_store import SubscriptionSnapshot
 
 MAX_BODY_BYTES: Final = 65_536

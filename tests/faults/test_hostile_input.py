@@ -24,11 +24,11 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from rater.codec import InvalidRecord, cdr_fingerprint, decode_cdr, subscription_from_document
 from rater.rating import outputs
-from rater.rating.clock import format_ms, now_ms
-from rater.rating.model import RatingClock, ReferenceRater
+from rater.rating.clock import RatingClock, format_ms, now_ms
+from rater.rating.model import ReferenceRater
 from rater.rating.results import CallRating
+from rater.records import InvalidRecord, cdr_fingerprint, decode_cdr, subscription_from_document
 from tests.builders import cdr_doc
 from tests.faults.conftest import deployment_on, note
 from tests.faults.run import FaultRun, vm_rss_kib
@@ -239,7 +239,7 @@ async def test_hostile_input_goes_to_the_dlq_and_valid_records_are_rated_exactly
                 rating = model.rate(cdr, cdr_fingerprint(cdr), clock, clock.now_ms)
                 assert isinstance(rating, CallRating)
                 expected_rated[(cdr.subscription_id, cdr.call_id)] = strip_time(
-                    outputs.rated_call(cdr, rating))
+                    outputs.call_records(cdr, rating)[0])
         positions = asyncio.run_coroutine_threadsafe(
             produce_tracked(settings_, settings_.topics.cdr, [r for _, r in mixed]), loop
         ).result(120)

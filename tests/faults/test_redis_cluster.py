@@ -18,11 +18,11 @@ import orjson
 import pytest
 import redis
 
-from rater.codec import subscription_from_document
 from rater.rating.clock import format_ms
 from rater.rating.decision import PoolState, decide
-from rater.rating.model import ZoneCounters
 from rater.rating.periods import period_of
+from rater.rating.results import ZoneCounters
+from rater.records import subscription_from_document
 from rater.service.decisions import decision_record
 from tests.builders import attempt_doc, make_attempt
 from tests.faults.conftest import FAST_GROUP, note

@@ -31,13 +31,18 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from rater.cli import upsert_events
-from rater.codec import InvalidRecord, cdr_fingerprint, decode_cdr, subscription_from_document
 from rater.config import Settings
 from rater.rating import outputs
-from rater.rating.clock import format_ms, now_ms
-from rater.rating.model import RatingClock, ReferenceRater, ZoneCounters
-from rater.rating.results import CallRating, Rejection
-from rater.records import Zone
+from rater.rating.clock import RatingClock, format_ms, now_ms
+from rater.rating.model import ReferenceRater
+from rater.rating.results import CallRating, Rejection, ZoneCounters
+from rater.records import (
+    InvalidRecord,
+    Zone,
+    cdr_fingerprint,
+    decode_cdr,
+    subscription_from_document,
+)
 from rater.store import RedisStore
 from tests.builders import cdr_doc, ms, subscription_doc
 
@@ -162,8 +167,8 @@ def expect(subs: Sequence[dict[str, Any]], records: Iterable[Record]) -> Expecte
         out.sends[key] += 1
         if result.replayed:
             continue
-        out.rated[key] = strip_time(outputs.rated_call(cdr, result))
-        charge = outputs.overage_charge(cdr, result)
+        rated, charge = outputs.call_records(cdr, result)
+        out.rated[key] = strip_time(rated)
         if charge is not None:
             out.charges[charge["charge_id"]] = strip_time(charge)
             out.amounts[charge["currency"]] = (

@@ -16,11 +16,11 @@ import orjson
 import pytest
 
 from rater.cli import upsert_events
-from rater.codec import cdr_fingerprint, decode_cdr, subscription_from_document
 from rater.rating import outputs
-from rater.rating.clock import format_ms, now_ms
-from rater.rating.model import RatingClock, ReferenceRater
+from rater.rating.clock import RatingClock, format_ms, now_ms
+from rater.rating.model import ReferenceRater
 from rater.rating.results import CallRating
+from rater.records import cdr_fingerprint, decode_cdr, subscription_from_document
 from rater.store import RedisStore
 from tests.builders import cdr_doc, subscription_doc
 from tests.integration.harness import Deployment, Worker, consume, produce, running_worker
@@ -144,8 +144,8 @@ async def test_cdrs_through_kafka_are_rated_exactly(
         cdr = decode_cdr(orjson.dumps(doc))
         result = model.rate(cdr, cdr_fingerprint(cdr), clock, clock.now_ms)
         assert isinstance(result, CallRating)
-        expected_rated[cdr.call_id] = strip_time(outputs.rated_call(cdr, result))
-        charge = outputs.overage_charge(cdr, result)
+        rated, charge = outputs.call_records(cdr, result)
+        expected_rated[cdr.call_id] = strip_time(rated)
         if charge:
             expected_charges[charge["charge_id"]] = strip_time(charge)
         for crossing in result.alerts:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from rater.codec import cdr_fingerprint
-from rater.rating.model import RatingClock, ReferenceRater
+from rater.rating.clock import RatingClock
+from rater.rating.model import ReferenceRater
 from rater.rating.results import CallRating, Rejection
-from rater.records import Cdr, Subscription
+from rater.records import Cdr, Subscription, cdr_fingerprint
 from rater.store import RatingInput, RedisStore
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rater.rating.model import RatingClock
+from rater.rating.clock import RatingClock
 from rater.rating.results import CallRating, Rejection
 from rater.records import Cdr
 from rater.store import RedisStore

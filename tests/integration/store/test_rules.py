@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from rater.rating.model import RatingClock
+from rater.rating.clock import RatingClock
 from rater.rating.results import CallRating, Rejection
 from rater.store import RedisStore
 from tests.builders import make_cdr, make_subscription, ms

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rater.codec import cdr_fingerprint
-from rater.rating.model import RatingClock, ReferenceRater
+from rater.rating.clock import RatingClock
+from rater.rating.model import ReferenceRater
 from rater.rating.results import AlertCrossing, CallRating, Rejection
-from rater.records import Cdr, Subscription
+from rater.records import Cdr, Subscription, cdr_fingerprint
 from tests.builders import make_cdr, make_subscription, ms
 
 NOW = ms("2026-01-20T12:00:00Z")

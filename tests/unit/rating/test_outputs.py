@@ -10,11 +10,12 @@ import jsonschema  # type: ignore[import-untyped]
 import orjson
 import pytest
 
-from rater.codec import SCHEMA_DIR, cdr_fingerprint
-from rater.rating.model import RatingClock, ReferenceRater
-from rater.rating.outputs import overage_charge, rated_call, threshold_alert
+from rater.rating.clock import RatingClock
+from rater.rating.model import ReferenceRater
+from rater.rating.outputs import call_records, threshold_alert
 from rater.rating.results import AlertCrossing, CallRating
-from rater.records import Cdr
+from rater.records import Cdr, cdr_fingerprint
+from rater.records.schemas import SCHEMA_DIR
 from tests.builders import make_cdr, make_subscription, ms
 
 # Field lists copied from SPEC §4 and §5.7, in the SPEC's order.
@@ -45,6 +46,14 @@ def schema_validator(name: str) -> jsonschema.protocols.Validator:
         schema, format_checker=cls.FORMAT_CHECKER
     )
     return validator
+
+
+def rated_call(cdr: Cdr, rating: CallRating) -> dict[str, Any]:
+    return call_records(cdr, rating)[0]
+
+
+def overage_charge(cdr: Cdr, rating: CallRating) -> dict[str, Any] | None:
+    return call_records(cdr, rating)[1]
 
 
 def assert_valid(name: str, record: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from rater.config import Settings
 from rater.rating.decision import Decision, decide
-from rater.rating.model import ZoneCounters
+from rater.rating.results import ZoneCounters
 from rater.records import CallAttempt, Increment, Zone
 from rater.store.redis_store import PaygSwitch, SubscriptionSnapshot
 from rater.web.api import RaterApi, body_reader, respond

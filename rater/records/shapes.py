@@ -1,8 +1,7 @@
-"""Typed value objects for every input record of SPEC §4.
+"""Typed value objects for every input record of SPEC §4 (decoded by `rater.records.decode`).
 
 Outputs are plain dicts built by `rater.rating.outputs`, because they leave the
-process as JSON at once; inputs become these frozen objects after validation
-(`rater.codec`), so the rest of the code never meets an unchecked field.
+process as JSON at once.
 """
 
 from __future__ import annotations

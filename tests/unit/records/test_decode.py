@@ -1,4 +1,4 @@
-"""rater.codec: valid records decode; every kind of bad input is an InvalidRecord (SPEC §5.10)."""
+"""Decoding input records: valid ones decode; every kind of bad input is an InvalidRecord."""
 
 from __future__ import annotations
 
@@ -10,18 +10,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rater.codec import (
+from rater.rating.outputs import subscription_document
+from rater.rating.periods import period_of
+from rater.records import (
+    CallAttempt,
+    Cdr,
+    Increment,
     InvalidRecord,
+    PaygChange,
+    Subscription,
     cdr_fingerprint,
     decode_attempt,
     decode_cdr,
     decode_subscription_event,
     parse_timestamp,
     subscription_from_document,
-    subscription_to_document,
 )
-from rater.rating.periods import period_of
-from rater.records import CallAttempt, Cdr, Increment, PaygChange, Subscription
 from tests.builders import (
     attempt_doc,
     cdr_doc,
@@ -127,8 +131,8 @@ def test_subscription_payg_defaults_to_off() -> None:
 def test_subscription_document_round_trip() -> None:
     doc = subscription_doc(licenses=4, domestic_rate="0.000001", increment="1/1", payg=True)
     sub = subscription_from_document(doc)
-    assert subscription_to_document(sub) == doc
-    assert subscription_from_document(subscription_to_document(sub)) == sub
+    assert subscription_document(sub) == doc
+    assert subscription_from_document(subscription_document(sub)) == sub
 
 
 def test_valid_payg_changed_event() -> None:

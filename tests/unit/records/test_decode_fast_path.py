@@ -1,4 +1,4 @@
-"""The codec's fast CDR path (typed shape check, integer timestamp parse) is the schema
+"""The CDR decoder's fast path (typed shape check, integer timestamp parse) is the schema
 path's twin: same record for every input it takes, and it takes only valid ones."""
 
 from __future__ import annotations
@@ -10,28 +10,20 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rater.codec import (
-    InvalidRecord,
-    _cdr_shape,
-    _timestamp_fast,
-    decode_cdr,
-    parse_timestamp,
-    validate,
-)
-from rater.records import Cdr
+from rater.records import Cdr, InvalidRecord, decode_cdr, parse_json, parse_timestamp, validate
+from rater.records.decode import _cdr_shape
+from rater.records.timestamps import timestamp_fast
 from tests.builders import cdr_doc
 
 
 def slow_decode(raw: bytes) -> Cdr | str:
     """decode_cdr without the fast path: the compiled schema, then the full parser."""
-    from rater.codec import _int, parse_json
-
     try:
         doc = validate("cdr", parse_json(raw, 65_536))
         return Cdr(call_id=doc["call_id"], subscription_id=doc["subscription_id"],
                    user_id=doc["user_id"],
                    started_at_ms=parse_timestamp(doc["started_at"], "started_at"),
-                   duration_s=_int(doc["duration_s"]), direction=doc["direction"],
+                   duration_s=int(doc["duration_s"]), direction=doc["direction"],
                    zone=doc["zone"], emergency=doc.get("emergency", False),
                    destination=doc.get("destination"))
     except InvalidRecord as exc:
@@ -77,7 +69,7 @@ def test_fast_timestamps_agree_or_defer() -> None:
             f"{rnd.randint(0, 24):02d}:{rnd.randint(0, 60):02d}:{rnd.randint(0, 60):02d}"
             + rnd.choice(["", ".1", ".12", ".123", ".1234", ".999999999", ".0"]) + "Z")
     for text in texts:
-        fast = _timestamp_fast(text)
+        fast = timestamp_fast(text)
         if fast is not None:
             assert fast == parse_timestamp(text, "started_at"), text
 
@@ -116,11 +108,11 @@ def test_fast_decode_is_the_schema_decode(doc: dict[str, Any], drop: set[str]) -
 def test_memoised_seconds_still_check_the_rest_of_the_text() -> None:
     head = "2026-03-04T05:06:07"
     second = parse_timestamp(head + "Z", "t")
-    assert _timestamp_fast(head + "Z") == second  # memoises the head
+    assert timestamp_fast(head + "Z") == second  # memoises the head
     accepted = {"Z": 0, ".5Z": 500, ".123456789Z": 123, ".000Z": 0}
     deferred = ["", ".1234567890Z", ".Z", "z", "Z ", ".12z", "+00:00", ".\uff11Z", ".1 Z",
                 "..1Z", ".-1Z", "ZZ", ".12"]
     for tail, millis in accepted.items():
-        assert _timestamp_fast(head + tail) == second + millis, tail
+        assert timestamp_fast(head + tail) == second + millis, tail
     for tail in deferred:  # left to the full parser, as without the memo
-        assert _timestamp_fast(head + tail) is None, tail
+        assert timestamp_fast(head + tail) is None, tail

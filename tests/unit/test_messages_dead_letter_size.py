@@ -13,8 +13,8 @@ import jsonschema
 import orjson
 import pytest
 
-from rater.codec import SCHEMA_DIR
 from rater.messages import MAX_DEAD_LETTER_BYTES, SourceRecord, dead_letter
+from rater.records.schemas import SCHEMA_DIR
 
 BROKER_LIMIT = 1_048_576
 SCHEMA = orjson.loads((SCHEMA_DIR / "dead_letter.schema.json").read_bytes())
