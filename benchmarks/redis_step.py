@@ -28,7 +28,6 @@ from rater.records import (
 )
 from rater.service.rating import CdrBatchRater
 from rater.store import RatingInput, RedisStore
-from rater.store.redis_store import KEEP_MS, _kind, subscription_fields
 
 
 def store_for(settings: Settings, prefix: str) -> RedisStore:
@@ -38,13 +37,8 @@ def store_for(settings: Settings, prefix: str) -> RedisStore:
 async def load_subscriptions(store: RedisStore, docs: Sequence[dict[str, Any]]) -> None:
     """The same Lua upsert the worker applies, pipelined 1000 at a time."""
     for start in range(0, len(docs), 1000):
-        pipe = store.client.pipeline(transaction=False)
-        for doc in docs[start:start + 1000]:
-            sub = subscription_from_document(doc)
-            flat = [part for pair in subscription_fields(sub).items() for part in pair]
-            await store._upsert(keys=[store.sub_key(sub.subscription_id)], args=flat,
-                                client=pipe)
-        await pipe.execute()
+        await store.upsert_subscriptions(
+            [subscription_from_document(doc) for doc in docs[start:start + 1000]])
 
 
 async def delete_prefix(client: Any, prefix: str) -> int:
@@ -92,15 +86,9 @@ async def redis_per_cdr(store: RedisStore, inputs: Sequence[RatingInput], depth:
     started = time.perf_counter()
     for i in range(0, len(inputs), depth):
         clock = _clock(settings)
-        pipe = store.client.pipeline(transaction=False)
-        for item in inputs[i:i + depth]:
-            cdr = item.cdr
-            one = [(1, cdr.call_id, item.fingerprint, cdr.user_id, cdr.started_at_ms,
-                    cdr.duration_s, _kind(cdr))]
-            args = [clock.now_ms, clock.grace_ms, clock.future_tolerance_ms, clock.now_ms,
-                    KEEP_MS, orjson.dumps(one)]
-            await store._rate(keys=[store.sub_key(cdr.subscription_id)], args=args, client=pipe)
-        await pipe.execute()
+        request = store.rating_request(inputs[i:i + depth], clock, clock.now_ms,
+                                       call_per_item=True)
+        await store.send_rating(request, pipelined=True)
     return len(inputs) / (time.perf_counter() - started)
 
 

@@ -15,12 +15,14 @@ import faust
 
 from rater.agents.wiring import register_agents
 from rater.config import Settings, faust_options
+from rater.rating.clock import now_ms
 from rater.service.decisions import AttemptDecider
+from rater.service.payg import PaygSwitcher
 from rater.service.rating import CdrBatchRater
 from rater.service.subscriptions import SubscriptionApplier
 from rater.store import RedisStore
-from rater.web.api import register_api
 from rater.web.health import register_health
+from rater.web.views import kafka_publisher, register_api
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class Runtime:
     rater: CdrBatchRater
     decider: AttemptDecider
     applier: SubscriptionApplier
+    payg: PaygSwitcher
 
 
 def create_app(settings: Settings) -> tuple[Any, Runtime]:
@@ -45,6 +48,8 @@ def create_app(settings: Settings) -> tuple[Any, Runtime]:
         rater=CdrBatchRater(store, settings),
         decider=AttemptDecider(store, settings),
         applier=SubscriptionApplier(store, settings),
+        payg=PaygSwitcher(store, kafka_publisher(app), settings.topics.subscription_events,
+                          now_ms),
     )
     register_agents(app, settings, runtime.rater, runtime.decider, runtime.applier)
     register_health(app, runtime.store)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from rater.jwt_key import load_verification_key
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message is one line for the operator."""
@@ -90,6 +92,11 @@ class Settings:
         return Topics.with_prefix(self.topic_prefix)
 
     @property
+    def cdr_group(self) -> str:
+        """The consumer group of the direct CDR consumer; the Faust app's own is `app_id`."""
+        return f"{self.app_id}-cdr"
+
+    @property
     def key_prefix(self) -> str:
         """Every Redis key starts with this, so two deployments can share one Redis."""
         return self.app_id
@@ -159,11 +166,11 @@ class Settings:
             raise ConfigError(
                 "RATER_JWT_ISSUER and RATER_JWT_AUDIENCE are required when RATER_JWT_KEY is set"
             )
-        if (self.jwt_key is not None and self.jwt_algorithm == "RS256"
-                and "BEGIN PUBLIC KEY" not in self.jwt_key):
-            raise ConfigError("RATER_JWT_KEY: RS256 needs a PEM public key (BEGIN PUBLIC KEY)")
-        if self.jwt_key is not None and self.jwt_algorithm == "HS256" and len(self.jwt_key) < 32:
-            raise ConfigError("RATER_JWT_KEY: an HS256 secret must be at least 32 characters")
+        if self.jwt_key is not None:
+            try:
+                load_verification_key(self.jwt_algorithm, self.jwt_key)
+            except ValueError as exc:
+                raise ConfigError(f"RATER_JWT_KEY: {exc}") from None
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:

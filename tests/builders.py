@@ -13,7 +13,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from rater.rating.results import ZoneCounters
 from rater.records import CallAttempt, Cdr, Increment, Plan, Subscription, Zone
+from rater.store import SubscriptionSnapshot
 
 DEFAULT_STARTED_AT = "2026-01-15T12:00:00Z"
 
@@ -193,4 +195,18 @@ def make_attempt(
         zone=zone,  # type: ignore[arg-type]
         emergency=emergency,
         at_ms=at_ms,
+    )
+
+
+def make_snapshot(
+    *, payg: bool = False, used: int = 0, overage_s: int = 0, unbilled_s: int = 0,
+    overage_micro: int = 0, licenses: int = 1, minutes: int = 2, intl_minutes: int = 0,
+) -> SubscriptionSnapshot:
+    return SubscriptionSnapshot(
+        subscription_id="sub-1", billing_account_id="ba-1", currency="EUR", licenses=licenses,
+        payg_enabled=payg, billing_anchor_day=1, increment=Increment(60, 60),
+        included_minutes={"domestic": minutes, "international": intl_minutes},
+        period="2026-11-01", period_end_ms=1_796_083_200_000,
+        zones={"domestic": ZoneCounters(used, overage_s, unbilled_s, overage_micro),
+               "international": ZoneCounters()},
     )

@@ -1,11 +1,13 @@
-"""Registers the three agents of SPEC §3 on a Faust app."""
+"""Registers the worker's consumers on the Faust app: the agents for call attempts and
+subscription events, and the CDR consumer of `RATER_CDR_CONSUMER` (the direct one, the
+`rate-cdrs` Faust agent, or none)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rater.agents.fast_path import register_direct_consumer
-from rater.agents.runner import run_batches
+from rater.agents.cdr_consumer import register_direct_consumer
+from rater.agents.delivery import run_agent
 from rater.config import Settings
 from rater.service.decisions import AttemptDecider
 from rater.service.rating import CdrBatchRater
@@ -31,15 +33,15 @@ def register_agents(
     elif settings.cdr_consumer == "faust":
         @app.agent(source(topics.cdr), name="rate-cdrs", concurrency=1)
         async def rate_cdrs(stream: Any) -> None:
-            await run_batches(stream, rater.rate, app.producer, "rate",
-                              settings.batch_max, settings.batch_within_s)
+            await run_agent(stream, rater.rate, app.producer, "rate",
+                            settings.batch_max, settings.batch_within_s)
 
     @app.agent(source(topics.attempts), name="decide-attempts", concurrency=1)
     async def decide_attempts(stream: Any) -> None:
-        await run_batches(stream, decider.decide_batch, app.producer, "decide",
-                          settings.batch_max, settings.batch_within_s)
+        await run_agent(stream, decider.decide_batch, app.producer, "decide",
+                        settings.batch_max, settings.batch_within_s)
 
     @app.agent(source(topics.subscription_events), name="apply-subscriptions", concurrency=1)
     async def apply_subscriptions(stream: Any) -> None:
-        await run_batches(stream, applier.apply, app.producer, "subscriptions",
-                          settings.batch_max, settings.batch_within_s)
+        await run_agent(stream, applier.apply, app.producer, "subscriptions",
+                        settings.batch_max, settings.batch_within_s)

@@ -15,8 +15,7 @@ from rater.messages import Emit, SourceRecord, dead_letter
 from rater.rating.decision import Decision, decide
 from rater.rating.outputs import decision_record
 from rater.records import CallAttempt, InvalidRecord, decode_attempt
-from rater.service.rating import BatchOutput
-from rater.service.step import Step
+from rater.service.step import BatchOutput, Step
 from rater.service.tally import Tally
 
 

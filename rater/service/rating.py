@@ -13,15 +13,9 @@ from rater.rating import outputs
 from rater.rating.clock import RatingClock, now_ms
 from rater.rating.results import CallRating, Rejection
 from rater.records import InvalidRecord, cdr_fingerprint, decode_cdr
-from rater.service.step import Step
+from rater.service.step import BatchOutput, Step
 from rater.service.tally import Tally
 from rater.store import RatingInput, RatingRequest, RedisStore, rating_results
-
-
-@dataclass(slots=True)
-class BatchOutput:
-    emits: list[Emit]
-    tally: Tally
 
 
 @dataclass(slots=True)
@@ -49,7 +43,7 @@ class CdrBatchRater(Step):
         return self.finish(batch, await self.call_redis(batch))
 
     # The three steps of `rate`, apart, so a consumer can overlap one batch's Redis call
-    # with the CPU work of its neighbours (rater.agents.fast_path); `rate` is all three.
+    # with the CPU work of its neighbours (rater.agents.cdr_consumer); `rate` is all three.
     # Only `call_redis` waits on I/O: the next batch's request is built and the previous
     # batch's replies parsed while Redis runs a script, never in between two scripts.
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rater.messages import Emit, SourceRecord, dead_letter
+from rater.rating.subscription_rules import ImmutableFieldError
 from rater.records import InvalidRecord, PaygChange, decode_subscription_event
-from rater.service.rating import BatchOutput
-from rater.service.step import Step
+from rater.service.step import BatchOutput, Step
 from rater.service.tally import Tally
-from rater.store.redis_store import ImmutableFieldError
 
 
 class SubscriptionApplier(Step):

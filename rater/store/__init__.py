@@ -1,5 +1,7 @@
-"""Redis: the key layout, the Lua scripts, and the adapter that calls them."""
+"""Redis: the key layout (`keys`), the Lua scripts (`lua/`), the adapter that calls them,
+and the rebuild of the whole state from the topics (`rebuild`)."""
 
+from rater.store.errors import StoreUnavailable
 from rater.store.redis_store import (
     PaygSwitch,
     RatingInput,
@@ -9,5 +11,5 @@ from rater.store.redis_store import (
     rating_results,
 )
 
-__all__ = ["PaygSwitch", "RatingInput", "RatingRequest", "RedisStore", "SubscriptionSnapshot",
-           "rating_results"]
+__all__ = ["PaygSwitch", "RatingInput", "RatingRequest", "RedisStore", "StoreUnavailable",
+           "SubscriptionSnapshot", "rating_results"]

@@ -2,6 +2,7 @@
 
 One EVALSHA rates a whole batch: `rate_batch` groups CDRs by hash slot (one
 group in standalone Redis), so a batch of 1,000 CDRs costs one round trip.
+Every redis-py failure leaves this module as `StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -21,18 +22,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from rater.config import Settings
 from rater.rating.clock import RatingClock
 from rater.rating.decision import PoolState
-from rater.rating.money import rate_to_micro
 from rater.rating.results import AlertCrossing, CallRating, Rejection, ZoneCounters
-from rater.records import ZONES, Cdr, Increment, Subscription, Zone
+from rater.rating.subscription_rules import ImmutableFieldError
+from rater.records.shapes import ZONES, Cdr, Increment, Subscription, Zone
 from rater.store import keys
+from rater.store.errors import redis_errors
+from rater.store.keys import KEEP_MS, ZONE_LETTER, KeySpace
 from rater.store.scripts import source
-
-ZONE_LETTER: dict[Zone, str] = {"domestic": "d", "international": "i"}
-KEEP_MS = 86_400_000  # keys outlive period end + grace by a day, for late reads
-
-
-class ImmutableFieldError(ValueError):
-    """An upsert tried to change a subscription's billing account or currency."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,25 +80,6 @@ class SubscriptionSnapshot:
         return PoolState(self.remaining_s(zone), self.payg_enabled, self.increment)
 
 
-def subscription_fields(sub: Subscription) -> dict[str, str]:
-    plan = sub.plan
-    return {
-        "ba": sub.billing_account_id,
-        "cur": sub.currency,
-        "lic": str(sub.licenses),
-        "payg": "1" if sub.payg_enabled else "0",
-        "anchor": str(sub.billing_anchor_day),
-        "inc_m": str(plan.billing_increment.minimum_s),
-        "inc_i": str(plan.billing_increment.step_s),
-        "min_d": str(plan.included_minutes_per_license["domestic"]),
-        "min_i": str(plan.included_minutes_per_license["international"]),
-        "rate_d": str(plan.payg_rate_per_minute["domestic"]),
-        "rate_i": str(plan.payg_rate_per_minute["international"]),
-        "rmu_d": str(rate_to_micro(plan.payg_rate_per_minute["domestic"])),
-        "rmu_i": str(rate_to_micro(plan.payg_rate_per_minute["international"])),
-    }
-
-
 def _kind(cdr: Cdr) -> str:
     direction = "o" if cdr.direction == "outbound" else "i"
     return f"{ZONE_LETTER[cdr.zone]}{direction}{int(cdr.emergency)}"
@@ -148,10 +125,12 @@ class RedisStore:
     def __init__(self, client: Any, prefix: str, cluster: bool = False) -> None:
         self.client = client
         self.prefix = prefix
+        self.keys = KeySpace(prefix)
         self.cluster = cluster
         self._rate = client.register_script(source("rate_batch"))
         self._upsert = client.register_script(source("upsert_subscription"))
         self._set_payg = client.register_script(source("set_payg"))
+        self._payg_revision = client.register_script(source("payg_revision"))
         self._snapshot = client.register_script(source("snapshot"))
 
     @classmethod
@@ -176,10 +155,11 @@ class RedisStore:
         await self.client.aclose()
 
     async def ping(self) -> bool:
-        return bool(await self.client.ping())
+        async with redis_errors():
+            return bool(await self.client.ping())
 
     def sub_key(self, subscription_id: str) -> str:
-        return keys.subscription_key(self.prefix, subscription_id)
+        return self.keys.subscription(subscription_id)
 
     async def rate_batch(
         self, items: Sequence[RatingInput], clock: RatingClock, rated_at_ms: int
@@ -189,15 +169,23 @@ class RedisStore:
         return rating_results(request, await self.send_rating(request))
 
     # `rate_batch` in three steps, so a consumer can build the next batch's request and
-    # parse the previous batch's replies while Redis runs a script (rater.agents.fast_path).
+    # parse the previous batch's replies while Redis runs a script
+    # (rater.agents.cdr_consumer).
 
     def rating_request(
-        self, items: Sequence[RatingInput], clock: RatingClock, rated_at_ms: int
+        self, items: Sequence[RatingInput], clock: RatingClock, rated_at_ms: int,
+        call_per_item: bool = False,
     ) -> RatingRequest:
-        """The script calls for `items` (CPU only): one per hash slot, in item order."""
+        """The script calls for `items` (CPU only): one per hash slot, in item order (one per
+        item with `call_per_item`, which only the benchmark's comparison wants)."""
         groups: dict[int, list[int]] = defaultdict(list)
         for index, item in enumerate(items):
-            slot = keys.slot_of(self.sub_key(item.cdr.subscription_id)) if self.cluster else 0
+            if call_per_item:
+                slot = index
+            elif self.cluster:
+                slot = keys.slot_of(self.sub_key(item.cdr.subscription_id))
+            else:
+                slot = 0
             groups[slot].append(index)
         request = RatingRequest(len(items), [])
         for indexes in groups.values():
@@ -216,37 +204,70 @@ class RedisStore:
             request.calls.append((indexes, list(key_index), args))
         return request
 
-    async def send_rating(self, request: RatingRequest) -> list[str]:
-        """Run the request's script calls (I/O only); their raw replies, in order."""
-        return [await self._rate(keys=call_keys, args=args)
-                for _, call_keys, args in request.calls]
+    async def send_rating(self, request: RatingRequest, pipelined: bool = False) -> list[str]:
+        """Run the request's script calls (I/O only); their raw replies, in order. With
+        `pipelined` (standalone Redis only) every call goes in one round trip."""
+        async with redis_errors():
+            if not pipelined:
+                return [await self._rate(keys=call_keys, args=args)
+                        for _, call_keys, args in request.calls]
+            pipe = self.client.pipeline(transaction=False)
+            for _, call_keys, args in request.calls:
+                await self._rate(keys=call_keys, args=args, client=pipe)
+            replies: list[str] = await pipe.execute()
+            return replies
 
     async def upsert_subscription(self, sub: Subscription) -> None:
-        fields = subscription_fields(sub)
-        flat = [part for pair in fields.items() for part in pair]
-        answer = await self._upsert(keys=[self.sub_key(sub.subscription_id)], args=flat)
-        if answer != "ok":
-            field_name = str(answer).partition(":")[2]
-            raise ImmutableFieldError(
-                f"{field_name} of subscription {sub.subscription_id!r} cannot change"
-            )
+        await self.upsert_subscriptions([sub])
+
+    async def upsert_subscriptions(self, subs: Sequence[Subscription]) -> None:
+        """Apply `subscription.upserted` for each, in order; one round trip per call on a
+        cluster, pipelined otherwise. ImmutableFieldError for the first that is refused."""
+        calls = []
+        for sub in subs:
+            fields = keys.subscription_fields(sub)
+            calls.append(([self.sub_key(sub.subscription_id)],
+                          [part for pair in fields.items() for part in pair]))
+        async with redis_errors():
+            if self.cluster:
+                answers = [await self._upsert(keys=k, args=a) for k, a in calls]
+            else:
+                pipe = self.client.pipeline(transaction=False)
+                for k, a in calls:
+                    await self._upsert(keys=k, args=a, client=pipe)
+                answers = await pipe.execute()
+        for sub, answer in zip(subs, answers, strict=True):
+            if answer != "ok":
+                raise ImmutableFieldError(sub.subscription_id, str(answer).partition(":")[2])
 
     async def set_payg(
         self, subscription_id: str, enabled: bool, revision: int | None = None
     ) -> PaygSwitch | None:
         """Switch PAYG; None when the subscription is unknown. With `revision`, only a
         newer revision than the stored one applies (replayed audit events change nothing)."""
-        answer = await self._set_payg(
-            keys=[self.sub_key(subscription_id)],
-            args=["1" if enabled else "0", "" if revision is None else revision],
-        )
+        async with redis_errors():
+            answer = await self._set_payg(
+                keys=[self.sub_key(subscription_id)],
+                args=["1" if enabled else "0", "" if revision is None else revision],
+            )
         if not answer:
             return None
         previous, stored_revision, applied = answer
         return PaygSwitch(previous == "1", int(stored_revision), bool(applied))
 
+    async def reserve_payg_revision(self, subscription_id: str) -> tuple[bool, int] | None:
+        """(PAYG now, the revision the next switch carries); None when unknown. Switches
+        nothing: rater.service.payg publishes the audit event before it applies it."""
+        async with redis_errors():
+            answer = await self._payg_revision(keys=[self.sub_key(subscription_id)])
+        if not answer:
+            return None
+        payg, revision = answer
+        return payg == "1", int(revision)
+
     async def snapshot(self, subscription_id: str, at_ms: int) -> SubscriptionSnapshot | None:
-        answer = await self._snapshot(keys=[self.sub_key(subscription_id)], args=[at_ms])
+        async with redis_errors():
+            answer = await self._snapshot(keys=[self.sub_key(subscription_id)], args=[at_ms])
         if not answer:
             return None
         period, end_ms, plan_flat, counters_flat = answer
@@ -254,12 +275,11 @@ class RedisStore:
         counters = dict(zip(counters_flat[::2], counters_flat[1::2], strict=True))
         zones: dict[Zone, ZoneCounters] = {}
         for zone in ZONES:
-            letter = ZONE_LETTER[zone]
             zones[zone] = ZoneCounters(
-                used_included_s=int(counters.get(f"{letter}:used", 0)),
-                overage_s=int(counters.get(f"{letter}:over", 0)),
-                unbilled_s=int(counters.get(f"{letter}:unb", 0)),
-                overage_micro=int(counters.get(f"{letter}:amt", 0)),
+                used_included_s=int(counters.get(keys.used_field(zone), 0)),
+                overage_s=int(counters.get(keys.overage_field(zone), 0)),
+                unbilled_s=int(counters.get(keys.unbilled_field(zone), 0)),
+                overage_micro=int(counters.get(keys.amount_field(zone), 0)),
             )
         return SubscriptionSnapshot(
             subscription_id=subscription_id,
@@ -278,10 +298,10 @@ class RedisStore:
 
     async def user_seconds(self, subscription_id: str, period: str) -> dict[str, dict[Zone, int]]:
         """Billable seconds per user and zone (outbound, non-free calls) in `period`."""
-        raw = await self.client.hgetall(keys.users_key(self.prefix, subscription_id, period))
+        async with redis_errors():
+            raw = await self.client.hgetall(self.keys.users(subscription_id, period))
         users: dict[str, dict[Zone, int]] = {}
         for name, seconds in raw.items():
-            user, _, letter = name.rpartition("|")
-            zone: Zone = "domestic" if letter == "d" else "international"
+            user, zone = keys.parse_user_field(name)
             users.setdefault(user, {"domestic": 0, "international": 0})[zone] = int(seconds)
         return users

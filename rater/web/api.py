@@ -1,13 +1,9 @@
-"""The HTTP API of SPEC §7 on Faust's web server (aiohttp underneath).
+"""The logic of every endpoint of SPEC §7, free of any HTTP framework (`rater.web.views`
+mounts it on Faust's web server).
 
-Two layers:
-
-* `RaterApi` holds the logic of every endpoint without any HTTP framework: it
-  takes the raw `Authorization` header, the path parameters, the query and a
-  body reader, and returns the JSON document to answer, or raises `ApiError` /
-  `AuthError` carrying the status and the `{"error", "detail"}` body. Unit tests
-  drive it with fakes (tests/unit/web/test_api_bodies.py).
-* `register_api` mounts thin Faust views on it and maps outcomes to responses.
+`RaterApi` takes the raw `Authorization` header, the path parameters, the query and a
+body reader, and returns the JSON document to answer, or raises `ApiError` carrying the
+status and the `{"error", "detail"}` body.
 
 Order of checks on the subscription endpoints: authenticate (401, or 503 when
 no JWT key is configured), look the subscription up (404), check the caller's
@@ -38,26 +34,19 @@ Choices where SPEC §7 is silent (also in the docs):
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final, Protocol
-
-import orjson
-from aiohttp import web as aiohttp_web
-from faust.web import View
-from redis.exceptions import RedisError
+from typing import Protocol
 
 from rater import metrics
-from rater.config import ConfigError, Settings
-from rater.rating.clock import format_ms, now_ms
+from rater.config import Settings
+from rater.rating.clock import now_ms
 from rater.rating.decision import Decision
 from rater.rating.outputs import decision_record
 from rater.records import CallAttempt, Zone
-from rater.store.redis_store import PaygSwitch, SubscriptionSnapshot
-from rater.web.auth import CALL_AUTHORIZER, READ_ROLES, WRITE_ROLES, AuthError, TokenVerifier
+from rater.service.payg import PaygNotApplied, PaygNotRecorded, PaygSwitched
+from rater.store import SubscriptionSnapshot
+from rater.web.auth import CALL_AUTHORIZER, READ_ROLES, WRITE_ROLES, TokenVerifier
 from rater.web.documents import (
-    MAX_BODY_BYTES,
-    ApiError,
     Cursor,
     Document,
     parse_attempt,
@@ -66,38 +55,33 @@ from rater.web.documents import (
     usage_document,
     users_page,
 )
+from rater.web.errors import ApiError
 
 log = logging.getLogger(__name__)
 
-JSON_CONTENT_TYPE: Final = "application/json"
-
-ROUTE_AUTHORIZE: Final = "/v1/authorize"
-ROUTE_USAGE: Final = "/v1/subscriptions/{subscription_id}/usage"
-ROUTE_USERS: Final = "/v1/subscriptions/{subscription_id}/usage/users"
-ROUTE_PAYG: Final = "/v1/subscriptions/{subscription_id}/payg"
-
-
 BodyReader = Callable[[], Awaitable[bytes]]
-Publish = Callable[[str, bytes, bytes], Awaitable[None]]
 
 
 class Store(Protocol):
-    """The part of `RedisStore` the API uses (a fake in unit tests)."""
+    """What the API reads of `RedisStore`."""
 
     async def snapshot(self, subscription_id: str, at_ms: int) -> SubscriptionSnapshot | None: ...
-    async def set_payg(
-        self, subscription_id: str, enabled: bool, revision: int | None = None
-    ) -> PaygSwitch | None: ...
     async def user_seconds(
         self, subscription_id: str, period: str
     ) -> Mapping[str, Mapping[Zone, int]]: ...
 
 
 class Decider(Protocol):
+    """`rater.service.decisions.AttemptDecider`: the decision of SPEC §6."""
+
     async def decide(self, attempt: CallAttempt) -> Decision: ...
 
 
-# --------------------------------------------------------------------- API ---
+class PaygService(Protocol):
+    """`rater.service.payg.PaygSwitcher`: the audited switch."""
+
+    async def switch(self, subscription_id: str, enabled: bool, actor: str,
+                     role: str) -> PaygSwitched | None: ...
 
 
 class RaterApi:
@@ -108,7 +92,7 @@ class RaterApi:
         settings: Settings,
         store: Store,
         decider: Decider,
-        publish: Publish,
+        payg: PaygService,
         *,
         verifier: TokenVerifier | None = None,
         clock: Callable[[], int] = now_ms,
@@ -116,15 +100,11 @@ class RaterApi:
         self.settings = settings
         self.store = store
         self.decider = decider
-        self.publish = publish
-        self.events_topic = settings.topics.subscription_events
+        self.payg = payg
         self.clock = clock
-        if verifier is None:
-            try:
-                verifier = TokenVerifier.from_settings(settings)
-            except ValueError as exc:
-                raise ConfigError(f"RATER_JWT_KEY: {exc}") from None
-        self.verifier = verifier
+        # the key was checked by Settings.validate: building the verifier cannot fail here
+        self.verifier = verifier if verifier is not None else TokenVerifier.from_settings(
+            settings)
 
     async def authorize(self, authorization: str | None, read_body: BodyReader) -> Document:
         principal = self.verifier.authenticate(authorization)
@@ -162,35 +142,30 @@ class RaterApi:
         snapshot = await self._snapshot(subscription_id)
         role = principal.require_role(snapshot.billing_account_id, WRITE_ROLES)
         enabled = parse_payg_body(await read_body())
-        switch = await self.store.set_payg(subscription_id, enabled)
-        if switch is None:  # removed between the lookup and the write
-            raise ApiError.not_found(subscription_id)
-        previous = switch.previous
-        event = {
-            "type": "payg.changed",
-            "subscription_id": subscription_id,
-            "enabled": enabled,
-            "previous": previous,
-            "revision": switch.revision,
-            "actor": principal.subject,
-            "role": role,
-            "at": format_ms(self.clock()),
-        }
         try:
-            await self.publish(self.events_topic, subscription_id.encode(), orjson.dumps(event))
-        except Exception as exc:
-            log.error("payg.changed for %s applied but not published: %s", subscription_id, exc)
-            raise ApiError(
-                503,
+            switched = await self.payg.switch(subscription_id, enabled, principal.subject, role)
+        except PaygNotRecorded as exc:
+            log.error("payg.changed for %s not published, nothing switched: %s",
+                      subscription_id, exc, extra={"subscription_id": subscription_id})
+            raise ApiError.unavailable(
                 "event_not_recorded",
-                "PAYG was switched but the audit event could not be published; "
-                "repeat the request to record it",
-            ) from None
-        log.info("payg %s -> %s for %s by %s (%s)", previous, enabled, subscription_id,
+                "the audit event could not be published, so PAYG was not switched; "
+                "repeat the request") from None
+        except PaygNotApplied as exc:
+            log.error("payg.changed for %s published but not applied in Redis: %s",
+                      subscription_id, exc, extra={"subscription_id": subscription_id})
+            raise ApiError.unavailable(
+                "switch_pending",
+                "the switch is recorded and takes effect when a worker applies it") from None
+        if switched is None:  # removed between the lookup and the write
+            raise ApiError.not_found(subscription_id)
+        log.info("payg %s -> %s for %s by %s (%s)", switched.previous, enabled, subscription_id,
                  principal.subject, role,
                  extra={"subscription_id": subscription_id, "actor": principal.subject,
-                        "role": role, "payg_enabled": enabled, "revision": switch.revision})
-        return {"subscription_id": subscription_id, "payg_enabled": enabled, "previous": previous}
+                        "role": role, "payg_enabled": enabled,
+                        "revision": switched.revision, "applied": switched.applied})
+        return {"subscription_id": subscription_id, "payg_enabled": enabled,
+                "previous": switched.previous}
 
     async def _snapshot(self, subscription_id: str) -> SubscriptionSnapshot:
         if not subscription_id or len(subscription_id) > 128:
@@ -200,167 +175,3 @@ class RaterApi:
             raise ApiError.not_found(subscription_id)
         return snapshot
 
-
-# ------------------------------------------------------------------ views ---
-
-
-def body_reader(request: Any, limit: int = MAX_BODY_BYTES) -> BodyReader:
-    """Reads an aiohttp request body, refusing more than `limit` bytes (413)."""
-
-    async def read() -> bytes:
-        declared = request.content_length
-        if declared is not None and declared > limit:
-            raise ApiError.too_large(declared)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            chunk = await request.content.read(limit + 1 - size)
-            if not chunk:
-                return b"".join(chunks)
-            size += len(chunk)
-            if size > limit:
-                raise ApiError.too_large()
-            chunks.append(chunk)
-
-    return read
-
-
-def json_response(
-    status: int, body: Any, headers: Mapping[str, str] | None = None
-) -> aiohttp_web.Response:
-    return aiohttp_web.Response(
-        body=orjson.dumps(body),
-        status=status,
-        content_type=JSON_CONTENT_TYPE,
-        headers=dict(headers) if headers else None,
-    )
-
-
-async def respond(
-    route: str, call: Callable[[], Awaitable[Document]]
-) -> aiohttp_web.Response:
-    """Run one endpoint; map every outcome, expected or not, to a JSON response."""
-    headers: dict[str, str] | None = None
-    try:
-        status, body = 200, await call()
-    except AuthError as exc:
-        status, body = exc.status, exc.to_body()
-        challenge = exc.www_authenticate
-        headers = {"WWW-Authenticate": challenge} if challenge else None
-    except ApiError as exc:
-        status, body = exc.status, exc.to_body()
-    except RedisError as exc:
-        metrics.REDIS_ERRORS.labels("http").inc()
-        log.warning("%s: Redis failed: %s", route, exc)
-        status, body = 503, {"error": "store_unavailable", "detail": "counter store unavailable"}
-    except Exception:
-        log.exception("%s: unexpected failure", route)
-        status, body = 500, {"error": "internal_error", "detail": "unexpected server error"}
-    metrics.HTTP_REQUESTS.labels(route, str(status)).inc()
-    return json_response(status, body, headers)
-
-
-@aiohttp_web.middleware
-async def json_errors(request: aiohttp_web.Request, handler: Any) -> aiohttp_web.StreamResponse:
-    """aiohttp's own 404/405/400 answers are text/plain; make them the JSON of SPEC §7."""
-    try:
-        response: aiohttp_web.StreamResponse = await handler(request)
-        return response
-    except aiohttp_web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        error = (exc.reason or "error").lower().replace(" ", "_")
-        allow = exc.headers.get("Allow")
-        metrics.HTTP_REQUESTS.labels("unmatched", str(exc.status)).inc()
-        return json_response(
-            exc.status,
-            {"error": error, "detail": f"{request.method} {request.path}: {exc.reason}"},
-            {"Allow": allow} if allow else None,
-        )
-
-
-class ApiView(View):
-    """Faust registers HEAD for every view and answers Faust `WebError`s (e.g. HEAD on a
-    POST-only view) as `{"error": ...}` only: answer them in the `{"error", "detail"}` shape."""
-
-    async def on_request_error(self, request: Any, exc: Any) -> Any:
-        status = int(getattr(exc, "code", 500))
-        detail = str(getattr(exc, "detail", "") or "request refused")
-        error = "method_not_allowed" if status == 405 else "request_error"
-        metrics.HTTP_REQUESTS.labels(self.view_path, str(status)).inc()
-        return json_response(status, {"error": error, "detail": detail})
-
-
-def _kafka_publisher(app: Any) -> Publish:
-    async def publish(topic: str, key: bytes, value: bytes) -> None:
-        pending = await app.producer.send(topic, key, value, None, None, None)
-        await pending
-
-    return publish
-
-
-def register_api(app: Any, runtime: Any) -> RaterApi:
-    """Mount the endpoints of SPEC §7 on the Faust app; returns the API for tests."""
-    api = RaterApi(runtime.settings, runtime.store, runtime.decider, _kafka_publisher(app))
-    web_app = getattr(app.web, "web_app", None)
-    if web_app is not None:
-        web_app.middlewares.append(json_errors)
-
-    # Views receive aiohttp requests; faust's abstract Request type lacks `query` and
-    # `content`, so requests are typed Any here.
-    def auth_header(request: Any) -> str | None:
-        value: str | None = request.headers.get("Authorization")
-        return value
-
-    @app.page(ROUTE_AUTHORIZE, name="v1-authorize")
-    class AuthorizeView(ApiView):
-        async def post(self, request: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return await respond(
-                    ROUTE_AUTHORIZE,
-                    lambda: api.authorize(auth_header(request), body_reader(request)),
-                )
-            finally:
-                metrics.AUTHORIZE_SECONDS.observe(time.perf_counter() - started)
-
-    @app.page(ROUTE_USAGE, name="v1-usage")
-    class UsageView(ApiView):
-        async def get(self, request: Any, subscription_id: str) -> Any:
-            return await respond(
-                ROUTE_USAGE, lambda: api.usage(auth_header(request), subscription_id)
-            )
-
-    @app.page(ROUTE_USERS, name="v1-usage-users")
-    class UsersView(ApiView):
-        async def get(self, request: Any, subscription_id: str) -> Any:
-            query = request.query
-            return await respond(
-                ROUTE_USERS,
-                lambda: api.usage_users(auth_header(request), subscription_id, query),
-            )
-
-    @app.page(ROUTE_PAYG, name="v1-payg")
-    class PaygView(ApiView):
-        async def put(self, request: Any, subscription_id: str) -> Any:
-            return await respond(
-                ROUTE_PAYG,
-                lambda: api.set_payg(auth_header(request), subscription_id, body_reader(request)),
-            )
-
-    return api
-
-
-__all__ = [
-    "MAX_BODY_BYTES",
-    "ApiError",
-    "Cursor",
-    "RaterApi",
-    "body_reader",
-    "parse_attempt",
-    "parse_limit",
-    "parse_payg_body",
-    "register_api",
-    "usage_document",
-    "users_page",
-]

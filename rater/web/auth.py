@@ -1,7 +1,7 @@
 """Bearer-token authentication and authorization for the HTTP API (SPEC §7, §10).
 
 Pure logic, no HTTP framework: the web layer calls `TokenVerifier.authenticate`
-with the raw `Authorization` header, gets a `Principal` (or an `AuthError`
+with the raw `Authorization` header, gets a `Principal` (or an `ApiError`
 carrying the HTTP status, error code and a detail safe to send back), then asks
 the principal for a scope (`require_scope`) or for a role on the billing account
 of the subscription it is about to touch (`require_role`).
@@ -12,7 +12,8 @@ Security choices:
   `alg: none` and RS256/HS256 key confusion are rejected before any signature
   check.
 * `exp`, `iss`, `aud` and `sub` are required; issuer and audience must match.
-* The verification key is parsed once, when the verifier is built.
+* The verification key is parsed when the verifier is built (`rater.jwt_key`, the
+  same check `Settings.validate` makes).
 * A verified token is remembered, keyed by the exact token text, until its own
   `exp` (plus leeway): an authorizer sends the same token on every call, and
   PyJWT's checks were the largest single cost of `POST /v1/authorize`. Only a
@@ -30,11 +31,11 @@ from types import MappingProxyType
 from typing import Any, Final, Protocol
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt import exceptions as jwt_errors
-from jwt.algorithms import HMACAlgorithm, RSAAlgorithm
 from jwt.types import Options
+
+from rater.jwt_key import VerificationKey, load_verification_key
+from rater.web.errors import ApiError
 
 OWNER: Final = "owner"
 CONTRIBUTOR: Final = "contributor"
@@ -66,45 +67,6 @@ class JwtSettings(Protocol):
     def jwt_audience(self) -> str | None: ...
 
 
-class AuthError(Exception):
-    """Authentication (401), authorization (403) or not-configured (503) failure.
-
-    `error` is a stable machine code, `detail` a human-readable reason that is
-    safe to return to the caller (it never contains the token).
-    """
-
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(f"{status} {error}: {detail}")
-        self.status = status
-        self.error = error
-        self.detail = detail
-
-    @property
-    def www_authenticate(self) -> str | None:
-        """Value for a `WWW-Authenticate` response header (RFC 6750), if any."""
-        if self.status == 401:
-            return 'Bearer realm="rater", error="invalid_token"'
-        if self.status == 403:
-            return 'Bearer realm="rater", error="insufficient_scope"'
-        return None
-
-    def to_body(self) -> dict[str, str]:
-        """The JSON error body of SPEC §7: `{"error", "detail"}`."""
-        return {"error": self.error, "detail": self.detail}
-
-    @classmethod
-    def unauthorized(cls, detail: str) -> AuthError:
-        return cls(401, "unauthorized", detail)
-
-    @classmethod
-    def forbidden(cls, detail: str) -> AuthError:
-        return cls(403, "forbidden", detail)
-
-    @classmethod
-    def not_configured(cls) -> AuthError:
-        return cls(503, "auth_not_configured", "bearer-token authentication is not configured")
-
-
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The verified caller: its `sub`, its roles per billing account, its scopes."""
@@ -122,15 +84,15 @@ class Principal:
 
     def require_scope(self, scope: str) -> None:
         if scope not in self.scopes:
-            raise AuthError.forbidden(f"token lacks the required scope {scope!r}")
+            raise ApiError.forbidden(f"token lacks the required scope {scope!r}")
 
     def require_role(self, billing_account_id: str, allowed: Collection[str]) -> str:
         """Return the caller's role on the account if it is one of `allowed`, else 403."""
         role = self.roles.get(billing_account_id)
         if role is None:
-            raise AuthError.forbidden("token grants no role on this billing account")
+            raise ApiError.forbidden("token grants no role on this billing account")
         if role not in allowed:
-            raise AuthError.forbidden(
+            raise ApiError.forbidden(
                 f"role {role!r} may not do this; requires one of: {', '.join(sorted(allowed))}"
             )
         return role
@@ -161,11 +123,11 @@ class TokenVerifier:
         self._clock = clock
         # token -> (principal, usable from, usable until): PyJWT's own time rules, kept
         self._verified: dict[str, tuple[Principal, float, float]] = {}
-        self._key: RSAPublicKey | bytes | None = None
+        self._key: VerificationKey | None = None
         if key is not None:
             if not issuer or not audience:
                 raise ValueError("a JWT issuer and audience are required when a key is set")
-            self._key = _load_key(algorithm, key)
+            self._key = load_verification_key(algorithm, key)
         self._decoder = jwt.PyJWT()
         self._options: Options = {
             "verify_signature": True,
@@ -201,10 +163,10 @@ class TokenVerifier:
         return self._algorithm
 
     def authenticate(self, authorization_header: str | None) -> Principal:
-        """The principal of a valid bearer token; AuthError 401/503 otherwise."""
+        """The principal of a valid bearer token; ApiError 401/503 otherwise."""
         key = self._key
         if key is None:
-            raise AuthError.not_configured()
+            raise ApiError.not_configured()
         token = _bearer_token(authorization_header)
         now = self._clock()
         known = self._verified.get(token)
@@ -229,7 +191,7 @@ class TokenVerifier:
             del self._verified[next(iter(self._verified))]  # the oldest
         self._verified[token] = (principal, usable_from, usable_until)
 
-    def _decode(self, token: str, key: RSAPublicKey | bytes) -> dict[str, Any]:
+    def _decode(self, token: str, key: VerificationKey) -> dict[str, Any]:
         try:
             return self._decoder.decode(
                 token,
@@ -241,96 +203,72 @@ class TokenVerifier:
                 leeway=self._leeway,
             )
         except jwt_errors.ExpiredSignatureError:
-            raise AuthError.unauthorized("token expired") from None
+            raise ApiError.unauthorized("token expired") from None
         except jwt_errors.ImmatureSignatureError:
-            raise AuthError.unauthorized("token not yet valid") from None
+            raise ApiError.unauthorized("token not yet valid") from None
         except jwt_errors.InvalidSignatureError:
-            raise AuthError.unauthorized("bad signature") from None
+            raise ApiError.unauthorized("bad signature") from None
         except jwt_errors.InvalidAlgorithmError:
-            raise AuthError.unauthorized("token algorithm not accepted") from None
+            raise ApiError.unauthorized("token algorithm not accepted") from None
         except jwt_errors.InvalidIssuerError:
-            raise AuthError.unauthorized("wrong issuer") from None
+            raise ApiError.unauthorized("wrong issuer") from None
         except jwt_errors.InvalidAudienceError:
-            raise AuthError.unauthorized("wrong audience") from None
+            raise ApiError.unauthorized("wrong audience") from None
         except jwt_errors.MissingRequiredClaimError as exc:
             # exc.claim is one of REQUIRED_CLAIMS, never caller-controlled text.
-            raise AuthError.unauthorized(f"missing claim {exc.claim}") from None
+            raise ApiError.unauthorized(f"missing claim {exc.claim}") from None
         except (
             jwt_errors.InvalidSubjectError,
             jwt_errors.InvalidIssuedAtError,
             jwt_errors.InvalidJTIError,
         ):
-            raise AuthError.unauthorized("malformed claims") from None
+            raise ApiError.unauthorized("malformed claims") from None
         except jwt_errors.DecodeError:
-            raise AuthError.unauthorized("malformed token") from None
+            raise ApiError.unauthorized("malformed token") from None
         except jwt_errors.PyJWTError:
-            raise AuthError.unauthorized("invalid token") from None
+            raise ApiError.unauthorized("invalid token") from None
         except (ValueError, TypeError, OverflowError, RecursionError):
-            raise AuthError.unauthorized("malformed token") from None
-
-
-def _load_key(algorithm: str, key: str | bytes) -> RSAPublicKey | bytes:
-    """Parse the configured key once; raise ValueError if it cannot serve `algorithm`."""
-    raw = key.encode("utf-8") if isinstance(key, str) else key
-    if algorithm == "RS256":
-        try:
-            public = load_pem_public_key(raw)
-        except (ValueError, TypeError) as exc:
-            raise ValueError("RS256 key is not a valid PEM public key") from exc
-        if not isinstance(public, RSAPublicKey):
-            raise ValueError("RS256 key must be an RSA public key")
-        weak = RSAAlgorithm(RSAAlgorithm.SHA256).check_key_length(public)
-        if weak:
-            raise ValueError("RS256 key is shorter than 2048 bits")
-        return public
-    hmac = HMACAlgorithm(HMACAlgorithm.SHA256)
-    try:
-        secret = hmac.prepare_key(raw)
-    except jwt_errors.InvalidKeyError as exc:
-        raise ValueError("HS256 secret must not be a PEM/SSH key") from exc
-    if hmac.check_key_length(secret):
-        raise ValueError("HS256 secret must be at least 32 bytes")
-    return secret
+            raise ApiError.unauthorized("malformed token") from None
 
 
 def _bearer_token(header: str | None) -> str:
     if header is None or not header.strip():
-        raise AuthError.unauthorized("missing bearer token")
+        raise ApiError.unauthorized("missing bearer token")
     scheme, _, rest = header.strip().partition(" ")
     if scheme.lower() != "bearer":
-        raise AuthError.unauthorized("authorization scheme must be Bearer")
+        raise ApiError.unauthorized("authorization scheme must be Bearer")
     token = rest.strip()
     if not token:
-        raise AuthError.unauthorized("missing bearer token")
+        raise ApiError.unauthorized("missing bearer token")
     if len(token) > MAX_TOKEN_CHARS:
-        raise AuthError.unauthorized("token too large")
+        raise ApiError.unauthorized("token too large")
     if any(c.isspace() for c in token) or token.count(".") != 2:
-        raise AuthError.unauthorized("malformed token")
+        raise ApiError.unauthorized("malformed token")
     return token
 
 
 def _principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
-        raise AuthError.unauthorized("malformed claims")
+        raise ApiError.unauthorized("malformed claims")
 
     raw_roles = claims.get("roles")
     roles: dict[str, str] = {}
     if raw_roles is not None:
         if not isinstance(raw_roles, dict):
-            raise AuthError.unauthorized("malformed claims")
+            raise ApiError.unauthorized("malformed claims")
         for account, role in raw_roles.items():
             if not isinstance(account, str) or not account:
-                raise AuthError.unauthorized("malformed claims")
+                raise ApiError.unauthorized("malformed claims")
             if not isinstance(role, str) or role not in ALL_ROLES:
-                raise AuthError.unauthorized("malformed claims")
+                raise ApiError.unauthorized("malformed claims")
             roles[account] = role
 
     raw_scope = claims.get("scope")
     scopes: frozenset[str] = frozenset()
     if raw_scope is not None:
         if not isinstance(raw_scope, str):
-            raise AuthError.unauthorized("malformed claims")
+            raise ApiError.unauthorized("malformed claims")
         scopes = frozenset(raw_scope.split())
 
     return Principal(subject=subject, roles=MappingProxyType(roles), scopes=scopes)

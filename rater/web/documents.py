@@ -18,9 +18,9 @@ import orjson
 from rater.rating.clock import format_ms
 from rater.rating.money import format_micro
 from rater.records import ZONES, CallAttempt, InvalidRecord, Zone, attempt_from_document
-from rater.store.redis_store import SubscriptionSnapshot
+from rater.store import SubscriptionSnapshot
+from rater.web.errors import MAX_BODY_BYTES, ApiError
 
-MAX_BODY_BYTES: Final = 65_536
 DEFAULT_USERS_LIMIT: Final = 100
 MAX_USERS_LIMIT: Final = 1000
 
@@ -28,32 +28,6 @@ _PERIOD_RE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _JSON_OBJECT_HINT: Final = 'expected a JSON object {"enabled": true|false}'
 
 Document = dict[str, Any]
-
-
-class ApiError(Exception):
-    """A request the API refuses: status, a stable error code, a human-readable detail."""
-
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(f"{status} {error}: {detail}")
-        self.status = status
-        self.error = error
-        self.detail = detail
-
-    def to_body(self) -> dict[str, str]:
-        return {"error": self.error, "detail": self.detail}
-
-    @classmethod
-    def invalid(cls, detail: str) -> ApiError:
-        return cls(422, "invalid_request", detail)
-
-    @classmethod
-    def too_large(cls, size: int | None = None) -> ApiError:
-        got = f" (got {size} bytes)" if size is not None else ""
-        return cls(413, "payload_too_large", f"body exceeds {MAX_BODY_BYTES} bytes{got}")
-
-    @classmethod
-    def not_found(cls, subscription_id: str) -> ApiError:
-        return cls(404, "not_found", f"subscription {subscription_id!r} is not known")
 
 
 # ------------------------------------------------------------------ bodies ---

@@ -1,4 +1,4 @@
-"""Recovering a lost Redis: `rater rebuild --from-rated` (rater/rebuild.py, docs/operations.md).
+"""Recovering a lost Redis: `rater rebuild --from-rated` (docs/operations.md).
 
 A worker rates a workload; Redis then loses every key of the deployment. The
 rebuild, from the Kafka topics alone, must give back the very same state
@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from rater.cli.rebuild import rebuild
 from rater.rating.clock import now_ms
-from rater.rebuild import rebuild
 from rater.store import RedisStore
 from tests.faults.conftest import deployment_on, note
 from tests.faults.run import FaultRun

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from rater.rebuild import rebuild
+from rater.cli.rebuild import rebuild
 from tests.faults.conftest import deployment_on, note
 from tests.faults.run import FaultRun
 from tests.faults.stack import FaultStack, HostCrash

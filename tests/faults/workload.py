@@ -30,7 +30,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from rater.cli import upsert_events
+from rater.cli.inputs import upsert_events
 from rater.config import Settings
 from rater.rating import outputs
 from rater.rating.clock import RatingClock, format_ms, now_ms

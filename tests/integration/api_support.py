@@ -33,7 +33,7 @@ import redis
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from rater.cli import upsert_events
+from rater.cli.inputs import upsert_events
 from rater.config import Settings
 from rater.rating.clock import format_ms, now_ms
 from rater.web.tokens import generate_rsa_keypair, issue_token

@@ -39,7 +39,7 @@ from typing import Any
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from rater.cli import upsert_events
+from rater.cli.inputs import upsert_events
 from rater.config import Settings
 from rater.rating.clock import format_ms
 from rater.store import RedisStore

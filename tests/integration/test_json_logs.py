@@ -26,8 +26,8 @@ import pytest
 
 from rater.config import Settings
 from rater.rating.clock import format_ms, now_ms
-from rater.web.api import ROUTE_AUTHORIZE, ROUTE_PAYG, ROUTE_USAGE
 from rater.web.tokens import issue_token
+from rater.web.views import ROUTE_AUTHORIZE, ROUTE_PAYG, ROUTE_USAGE
 from tests.builders import attempt_doc, cdr_doc
 from tests.integration import ops_traffic as ops
 from tests.integration.harness import REPO, Deployment, Worker, consume, free_port, produce
@@ -68,7 +68,7 @@ class Run:
 
     def dead_letter_lines(self, **match: Any) -> list[dict[str, Any]]:
         return [e for e in self.entries
-                if e.get("logger") == "rater.agents.runner" and "reason" in e
+                if e.get("logger") == "rater.agents.delivery" and "reason" in e
                 and all(e.get(k) == v for k, v in match.items())]
 
 
@@ -199,7 +199,7 @@ def test_a_flood_of_dead_letters_is_capped_per_batch_but_fully_counted(run: Run)
     one_by_one = [e for e in run.dead_letter_lines(reason="invalid")
                   if str(e.get("call_id", "")).startswith("flood-")]
     summaries = [e for e in run.entries
-                 if e.get("logger") == "rater.agents.runner" and "dead_letters" in e]
+                 if e.get("logger") == "rater.agents.delivery" and "dead_letters" in e]
     assert all(set(s["reasons"]) == {"invalid"} for s in summaries)
     assert len(one_by_one) + sum(s["dead_letters"] for s in summaries) == FLOOD
     assert len({e["call_id"] for e in one_by_one}) == len(one_by_one)

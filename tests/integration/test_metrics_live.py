@@ -27,8 +27,8 @@ import pytest
 from rater import metrics
 from rater.config import Settings
 from rater.rating.clock import now_ms
-from rater.web.api import ROUTE_AUTHORIZE, ROUTE_PAYG, ROUTE_USAGE, ROUTE_USERS
 from rater.web.tokens import issue_token
+from rater.web.views import ROUTE_AUTHORIZE, ROUTE_PAYG, ROUTE_USAGE, ROUTE_USERS
 from tests.builders import attempt_doc
 from tests.deploy.test_metric_names import SUFFIXES, dashboard_expressions, metric_names
 from tests.integration import ops_traffic as ops

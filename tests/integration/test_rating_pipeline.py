@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from rater.cli import upsert_events
+from rater.cli.inputs import upsert_events
 from rater.rating import outputs
 from rater.rating.clock import RatingClock, format_ms, now_ms
 from rater.rating.model import ReferenceRater

@@ -12,13 +12,13 @@ import orjson
 import pytest
 
 from rater import metrics
-from rater.agents.runner import LOGGED_DEAD_LETTERS_PER_BATCH, log_dead_letters
+from rater.agents.delivery import LOGGED_DEAD_LETTERS_PER_BATCH, log_dead_letters
 from rater.config import Settings
+from rater.lag import LagGauge
 from rater.logs import JsonFormatter, logging_config
 from rater.messages import SourceRecord, dead_letter
-from rater.service.rating import BatchOutput
+from rater.service.step import BatchOutput
 from rater.service.tally import Tally
-from rater.web.health import Readiness
 
 
 def record(value: bytes, key: bytes | None = b"sub-9", offset: int = 7) -> SourceRecord:
@@ -110,16 +110,6 @@ class FakeConsumer:
         return self.high
 
 
-class FakeStore:
-    async def ping(self) -> bool:
-        return True
-
-
-@dataclass
-class FakeApp:
-    consumer: FakeConsumer
-
-
 def lag_series(topic_prefix: str) -> dict[tuple[str, str], float]:
     return {
         (s.labels["topic"], s.labels["partition"]): s.value
@@ -130,11 +120,10 @@ def lag_series(topic_prefix: str) -> dict[tuple[str, str], float]:
 
 async def test_lag_is_reported_per_partition_and_dropped_when_revoked() -> None:
     a, b = TP("unit-lag.calls.cdr", 0), TP("unit-lag.calls.cdr", 1)
-    app = FakeApp(FakeConsumer({a, b}, highwater=45))
-    readiness = Readiness(app, FakeStore())  # type: ignore[arg-type]
-    assert (await readiness.probe())["ready"] is True
+    gauge = LagGauge()
+    await gauge.update(FakeConsumer({a, b}, highwater=45))
     assert lag_series("unit-lag.") == {("unit-lag.calls.cdr", "0"): 5.0,
                                        ("unit-lag.calls.cdr", "1"): 5.0}
-    app.consumer = FakeConsumer({b}, highwater=41)  # partition 0 went to another worker
-    await readiness.probe()
+    # partition 0 went to another worker
+    await gauge.update(FakeConsumer({b}, highwater=41))
     assert lag_series("unit-lag.") == {("unit-lag.calls.cdr", "1"): 1.0}

@@ -1,6 +1,7 @@
 """The HTTP API's logic without a server (rater.web.api): bodies, order of checks, shapes.
 
-`RaterApi` is driven with a fake store, decider and publisher; the end-to-end
+`RaterApi` is driven with a fake store, decider and publisher (the PAYG switch is the
+real `PaygSwitcher` over them); the end-to-end
 behaviour through a real worker is in tests/integration/test_api.py and
 tests/integration/test_authorization_matrix.py.
 """
@@ -15,18 +16,15 @@ from typing import Any
 
 import orjson
 import pytest
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from rater.config import Settings
 from rater.rating.decision import Decision, decide
-from rater.rating.results import ZoneCounters
-from rater.records import CallAttempt, Increment, Zone
-from rater.store.redis_store import PaygSwitch, SubscriptionSnapshot
-from rater.web.api import RaterApi, body_reader, respond
-from rater.web.auth import AuthError, TokenVerifier
+from rater.records import CallAttempt, Zone
+from rater.service.payg import PaygSwitcher
+from rater.store import PaygSwitch, StoreUnavailable, SubscriptionSnapshot
+from rater.web.api import RaterApi
+from rater.web.auth import TokenVerifier
 from rater.web.documents import (
-    MAX_BODY_BYTES,
-    ApiError,
     Cursor,
     parse_attempt,
     parse_limit,
@@ -34,7 +32,10 @@ from rater.web.documents import (
     usage_document,
     users_page,
 )
+from rater.web.errors import MAX_BODY_BYTES, ApiError
 from rater.web.tokens import issue_token
+from rater.web.views import body_reader, respond
+from tests.builders import make_snapshot as snapshot
 
 SECRET = "unit-test-secret-unit-test-secret-0123456789"
 ISSUER, AUDIENCE = "https://idp.unit.test/", "rater-api"
@@ -49,30 +50,25 @@ def token(**kw: Any) -> str:
                                    **kw)
 
 
-def snapshot(
-    *, payg: bool = False, used: int = 0, overage_s: int = 0, unbilled_s: int = 0,
-    overage_micro: int = 0, licenses: int = 1, minutes: int = 2, intl_minutes: int = 0,
-) -> SubscriptionSnapshot:
-    return SubscriptionSnapshot(
-        subscription_id="sub-1", billing_account_id="ba-1", currency="EUR", licenses=licenses,
-        payg_enabled=payg, billing_anchor_day=1, increment=Increment(60, 60),
-        included_minutes={"domestic": minutes, "international": intl_minutes},
-        period="2026-11-01", period_end_ms=1_796_083_200_000,
-        zones={"domestic": ZoneCounters(used, overage_s, unbilled_s, overage_micro),
-               "international": ZoneCounters()},
-    )
-
-
 @dataclass
 class FakeStore:
     subs: dict[str, SubscriptionSnapshot] = field(default_factory=dict)
     users: dict[tuple[str, str], dict[str, dict[Zone, int]]] = field(default_factory=dict)
     writes: list[tuple[str, bool]] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
+    revisions: dict[str, int] = field(default_factory=dict)
 
     async def snapshot(self, subscription_id: str, at_ms: int) -> SubscriptionSnapshot | None:
         self.calls.append("snapshot")
         return self.subs.get(subscription_id)
+
+    async def reserve_payg_revision(self, subscription_id: str) -> tuple[bool, int] | None:
+        self.calls.append("reserve")
+        current = self.subs.get(subscription_id)
+        if current is None:
+            return None
+        self.revisions[subscription_id] = self.revisions.get(subscription_id, 0) + 1
+        return current.payg_enabled, self.revisions[subscription_id]
 
     async def set_payg(
         self, subscription_id: str, enabled: bool, revision: int | None = None
@@ -82,7 +78,7 @@ class FakeStore:
         if current is None:
             return None
         self.writes.append((subscription_id, enabled))
-        return PaygSwitch(current.payg_enabled, len(self.writes), True)
+        return PaygSwitch(current.payg_enabled, revision or 0, True)
 
     async def user_seconds(
         self, subscription_id: str, period: str
@@ -102,10 +98,12 @@ class FakeDecider:
 
 @dataclass
 class Published:
+    store: FakeStore
     records: list[tuple[str, bytes, bytes]] = field(default_factory=list)
     fail: bool = False
 
     async def __call__(self, topic: str, key: bytes, value: bytes) -> None:
+        self.store.calls.append("publish")
         if self.fail:
             raise RuntimeError("broker down")
         self.records.append((topic, key, value))
@@ -115,8 +113,10 @@ def make_api(
     settings: Settings = SETTINGS, subs: dict[str, SubscriptionSnapshot] | None = None
 ) -> tuple[RaterApi, FakeStore, Published]:
     store = FakeStore(subs=subs if subs is not None else {"sub-1": snapshot()})
-    published = Published()
-    api = RaterApi(settings, store, FakeDecider(store), published, clock=lambda: NOW_MS)
+    published = Published(store)
+    payg = PaygSwitcher(store, published, settings.topics.subscription_events,  # type: ignore[arg-type]
+                        lambda: NOW_MS)
+    api = RaterApi(settings, store, FakeDecider(store), payg, clock=lambda: NOW_MS)
     return api, store, published
 
 
@@ -335,7 +335,7 @@ def test_unconfigured_key_answers_503_before_anything_else() -> None:
         api.usage_users(None, "sub-1", {}),
         api.set_payg(None, "nope", never_read()),
     ):
-        with pytest.raises(AuthError) as caught:
+        with pytest.raises(ApiError) as caught:
             run(call)
         assert (caught.value.status, caught.value.error) == (503, "auth_not_configured")
     assert store.calls == []
@@ -343,7 +343,7 @@ def test_unconfigured_key_answers_503_before_anything_else() -> None:
 
 def test_401_comes_before_the_subscription_lookup() -> None:
     api, store, _ = make_api()
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(ApiError) as caught:
         run(api.set_payg("Bearer a.b.c", "unknown", never_read()))
     assert caught.value.status == 401 and store.calls == []
 
@@ -362,7 +362,7 @@ def test_403_comes_before_the_body_and_writes_nothing(
     roles: dict[str, str], scope: str | None
 ) -> None:
     api, store, published = make_api()
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(ApiError) as caught:
         run(api.set_payg(token(roles=roles, scope=scope), "sub-1", never_read()))
     assert caught.value.status == 403
     assert store.writes == [] and published.records == []
@@ -370,7 +370,7 @@ def test_403_comes_before_the_body_and_writes_nothing(
 
 def test_authorize_needs_the_scope_before_reading_the_body() -> None:
     api, _, _ = make_api()
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(ApiError) as caught:
         run(api.authorize(token(roles={"ba-1": "owner"}), never_read()))
     assert caught.value.status == 403
 
@@ -385,12 +385,13 @@ def test_authorize_answers_the_decision_record() -> None:
                       "decided_at": "2026-11-18T11:06:40Z"}
 
 
-def test_payg_switch_writes_then_publishes_the_audit_event() -> None:
+def test_payg_switch_publishes_the_audit_event_then_writes() -> None:
     api, store, published = make_api()
     answer = run(api.set_payg(token(subject="carl", roles={"ba-1": "contributor"}), "sub-1",
                               body(b'{"enabled": true}')))
     assert answer == {"subscription_id": "sub-1", "payg_enabled": True, "previous": False}
     assert store.writes == [("sub-1", True)]
+    assert store.calls[-3:] == ["reserve", "publish", "set_payg"]
     [(topic, key, value)] = published.records
     assert (topic, key) == ("u.subscriptions.events", b"sub-1")
     assert orjson.loads(value) == {"type": "payg.changed", "subscription_id": "sub-1",
@@ -399,12 +400,13 @@ def test_payg_switch_writes_then_publishes_the_audit_event() -> None:
                                    "at": "2026-11-18T11:06:40Z"}
 
 
-def test_payg_publish_failure_is_a_json_503() -> None:
-    api, _, published = make_api()
+def test_payg_publish_failure_is_a_json_503_and_switches_nothing() -> None:
+    api, store, published = make_api()
     published.fail = True
     with pytest.raises(ApiError) as caught:
         run(api.set_payg(token(roles={"ba-1": "owner"}), "sub-1", body(b'{"enabled": true}')))
     assert (caught.value.status, caught.value.error) == (503, "event_not_recorded")
+    assert store.writes == [] and "set_payg" not in store.calls
 
 
 def test_users_report_keeps_the_cursors_period() -> None:
@@ -431,12 +433,12 @@ def test_respond_maps_every_outcome_to_json() -> None:
     ok = _respond(result={"a": 1})
     assert (ok.status, orjson.loads(ok.body), ok.content_type) == (200, {"a": 1},
                                                                   "application/json")
-    unauthorized = _respond(AuthError.unauthorized("token expired"))
+    unauthorized = _respond(ApiError.unauthorized("token expired"))
     assert unauthorized.status == 401
     assert unauthorized.headers["WWW-Authenticate"].startswith("Bearer")
     assert orjson.loads(unauthorized.body) == {"error": "unauthorized",
                                                "detail": "token expired"}
-    redis_down = _respond(RedisConnectionError("down"))
+    redis_down = _respond(StoreUnavailable("down"))
     assert (redis_down.status, orjson.loads(redis_down.body)["error"]) == (
         503, "store_unavailable")
     bug = _respond(KeyError("oops"))
@@ -447,62 +449,12 @@ def test_respond_maps_every_outcome_to_json() -> None:
 def test_a_bad_configured_key_is_a_config_error() -> None:
     from rater.config import ConfigError
 
-    with pytest.raises(ConfigError):
-        RaterApi(Settings(jwt_algorithm="HS256", jwt_key="short", jwt_issuer=ISSUER,
-                          jwt_audience=AUDIENCE), FakeStore(), FakeDecider(FakeStore()),
-                 Published())
+    with pytest.raises(ConfigError, match="RATER_JWT_KEY: an HS256 secret must be at least"):
+        Settings(jwt_algorithm="HS256", jwt_key="short", jwt_issuer=ISSUER,
+                 jwt_audience=AUDIENCE).validate()
+
 
 
 def test_verifier_is_built_once() -> None:
     api, _, _ = make_api()
     assert isinstance(api.verifier, TokenVerifier) and api.verifier.configured
-
-
-# ------------------------------------------------ operator CLI (rater.ops_cli) ---
-
-
-def test_rater_token_with_a_secret_is_accepted_by_the_verifier(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from rater.cli import build_parser
-    from rater.ops_cli import cmd_token
-
-    args = build_parser().parse_args([
-        "token", "--sub", "ops", "--role", "ba-1=owner", "--role", "ba-2=reader",
-        "--scope", "call_authorizer", "--secret", SECRET, "--issuer", ISSUER,
-        "--audience", AUDIENCE])
-    assert cmd_token(Settings(), args) == 0
-    principal = TokenVerifier.from_settings(SETTINGS).authenticate(
-        "Bearer " + capsys.readouterr().out.strip())
-    assert principal.subject == "ops"
-    assert dict(principal.roles) == {"ba-1": "owner", "ba-2": "reader"}
-    assert principal.has_scope("call_authorizer")
-
-
-@pytest.mark.parametrize("argv", [
-    ["token", "--sub", "ops", "--role", "ba-1"],                       # no BA=ROLE
-    ["token", "--sub", "ops", "--role", "ba-1=admin", "--secret", SECRET],  # unknown role
-    ["token", "--sub", "ops", "--secret"],                             # no RATER_JWT_KEY
-    ["token", "--sub", "ops"],                                         # no key at all
-])
-def test_rater_token_refuses_bad_input(argv: list[str], capsys: pytest.CaptureFixture[str]
-                                       ) -> None:
-    from rater.cli import build_parser
-    from rater.ops_cli import cmd_token
-
-    args = build_parser().parse_args([*argv, "--issuer", ISSUER, "--audience", AUDIENCE])
-    assert cmd_token(Settings(), args) == 2
-    assert capsys.readouterr().err.startswith("rater: ")
-
-
-def test_usage_table_is_readable() -> None:
-    from rater.ops_cli import format_usage
-
-    text = format_usage(usage_document(snapshot(used=120, overage_s=60, overage_micro=25_000,
-                                                payg=True)))
-    lines = text.splitlines()
-    assert lines[0] == "subscription sub-1  billing account ba-1"
-    assert "PAYG on" in lines[1] and "2026-12-01T00:00:00Z" in lines[1]
-    domestic = next(line for line in lines if line.startswith("domestic"))
-    assert domestic.split()[-2:] == ["0.025000", "payg"]
-    assert "120s (2:00)" in domestic

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,20 +22,10 @@ from typing import Any
 
 import orjson
 
+from rater.cli.errors import CliError
 from rater.config import Settings
 
 TIMEOUT_S = 10.0
-
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _fail(exc: CliError) -> int:
-    print(f"rater: {exc}", file=sys.stderr)
-    return exc.code
 
 
 def _base_url(settings: Settings, args: argparse.Namespace) -> str:
@@ -117,11 +106,8 @@ def format_usage(doc: dict[str, Any]) -> str:
 
 
 def cmd_usage(settings: Settings, args: argparse.Namespace) -> int:
-    try:
-        url = _sub_url(_base_url(settings, args), args.subscription_id, "usage")
-        doc = call_api("GET", url, _token(args))
-    except CliError as exc:
-        return _fail(exc)
+    url = _sub_url(_base_url(settings, args), args.subscription_id, "usage")
+    doc = call_api("GET", url, _token(args))
     if args.json:
         print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
     else:
@@ -131,11 +117,8 @@ def cmd_usage(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_payg(settings: Settings, args: argparse.Namespace) -> int:
     enabled = args.state == "on"
-    try:
-        url = _sub_url(_base_url(settings, args), args.subscription_id, "payg")
-        doc = call_api("PUT", url, _token(args), {"enabled": enabled})
-    except CliError as exc:
-        return _fail(exc)
+    url = _sub_url(_base_url(settings, args), args.subscription_id, "payg")
+    doc = call_api("PUT", url, _token(args), {"enabled": enabled})
     previous = doc.get("previous")
     was = "on" if previous else "off"
     now = "on" if doc.get("payg_enabled") else "off"
@@ -165,49 +148,45 @@ def _read_key(value: str, what: str) -> str:
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     from rater.web.tokens import issue_token
 
-    try:
-        roles = _role_pairs(args.role)
-        if args.private_key is not None:
-            algorithm, key = "RS256", _read_key(args.private_key, "private key")
-        elif args.secret is not None:
-            algorithm = "HS256"
-            if args.secret == "":
-                if settings.jwt_algorithm != "HS256" or not settings.jwt_key:
-                    raise CliError("--secret without a value needs RATER_JWT_ALGORITHM=HS256 "
-                                   "and RATER_JWT_KEY")
-                key = settings.jwt_key
-            elif args.secret.startswith("@"):
-                key = _read_key(args.secret[1:], "secret file")
-            else:
-                key = args.secret
+    roles = _role_pairs(args.role)
+    if args.private_key is not None:
+        algorithm, key = "RS256", _read_key(args.private_key, "private key")
+    elif args.secret is not None:
+        algorithm = "HS256"
+        if args.secret == "":
+            if settings.jwt_algorithm != "HS256" or not settings.jwt_key:
+                raise CliError("--secret without a value needs RATER_JWT_ALGORITHM=HS256 "
+                               "and RATER_JWT_KEY")
+            key = settings.jwt_key
+        elif args.secret.startswith("@"):
+            key = _read_key(args.secret[1:], "secret file")
         else:
-            raise CliError("give --private-key FILE (RS256) or --secret [SECRET|@FILE] (HS256)")
-        issuer = args.issuer or settings.jwt_issuer
-        audience = args.audience or settings.jwt_audience
-        if not issuer or not audience:
-            raise CliError("issuer and audience are needed: --issuer/--audience or "
-                           "RATER_JWT_ISSUER/RATER_JWT_AUDIENCE")
-        try:
-            token = issue_token(
-                key,
-                subject=args.sub,
-                roles=roles or None,
-                scope=args.scope or None,
-                expires_in=args.expires_in,
-                issuer=issuer,
-                audience=audience,
-                algorithm=algorithm,
-            )
-        except (ValueError, TypeError) as exc:
-            raise CliError(f"cannot sign the token: {exc}") from None
-    except CliError as exc:
-        return _fail(exc)
+            key = args.secret
+    else:
+        raise CliError("give --private-key FILE (RS256) or --secret [SECRET|@FILE] (HS256)")
+    issuer = args.issuer or settings.jwt_issuer
+    audience = args.audience or settings.jwt_audience
+    if not issuer or not audience:
+        raise CliError("issuer and audience are needed: --issuer/--audience or "
+                       "RATER_JWT_ISSUER/RATER_JWT_AUDIENCE")
+    try:
+        token = issue_token(
+            key,
+            subject=args.sub,
+            roles=roles or None,
+            scope=args.scope or None,
+            expires_in=args.expires_in,
+            issuer=issuer,
+            audience=audience,
+            algorithm=algorithm,
+        )
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"cannot sign the token: {exc}") from None
     print(token)
     return 0
 
 
-def add_operator_commands(subparsers: Any) -> None:
-    """Called by rater.cli.build_parser with its sub-command parsers."""
+def add_commands(subparsers: Any) -> None:
 
     def api_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--token", help="bearer token (default: $RATER_TOKEN)")

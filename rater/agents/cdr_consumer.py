@@ -1,4 +1,5 @@
-"""The direct CDR consumer (`RATER_CDR_CONSUMER=direct`): calls.cdr without Faust's streams.
+"""The direct CDR consumer (`RATER_CDR_CONSUMER=direct`, the default): calls.cdr without
+Faust's streams.
 
 Faust's per-event machinery (one Event, one stream hop and one ack per record)
 costs far more than rating a CDR does; see docs/performance.md. In this mode the
@@ -6,7 +7,7 @@ worker is still `rater worker` and still the Faust app (web server, /metrics, th
 attempts and subscription-events agents), but calls.cdr is read by this service
 with its own aiokafka consumer in its own consumer group, `<app_id>-cdr`.
 
-The contract is the agent's (rater.agents.runner), at least once:
+The contract is the agents' (rater.agents.delivery), at least once:
 
 1. `getmany` up to `batch_max` records (per partition in offset order, so one
    subscription's CDRs keep their order);
@@ -35,17 +36,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.partitioner import murmur2
 from mode import Service
-from redis.exceptions import RedisError
 
-from rater import metrics
-from rater.agents.runner import log_dead_letters
+from rater.agents.delivery import Retry, settle
 from rater.config import Settings
+from rater.lag import LagGauge
 from rater.messages import SourceRecord
-from rater.service.rating import BatchOutput, CdrBatchRater, PreparedBatch
+from rater.service.rating import CdrBatchRater, PreparedBatch
+from rater.service.step import BatchOutput
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 5.0
 REVOKE_WAIT_S = 60.0
 LAG_INTERVAL_S = 5.0
 KEY_HASH_CACHE = 200_000
@@ -62,10 +62,6 @@ async def _let_request_out() -> None:
     turns instead of working at the same time."""
     for _ in range(REQUEST_YIELDS):
         await asyncio.sleep(0)
-
-
-def consumer_group(settings: Settings) -> str:
-    return f"{settings.app_id}-cdr"
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -114,6 +110,7 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
         self._closing = False
         self._partitions: dict[str, list[int]] = {}  # output topic -> its partitions
         self._key_hashes: dict[bytes, int] = {}  # key -> murmur2(key), bounded
+        self._lag = LagGauge()
         super().__init__(**kwargs)
 
     def assignment(self) -> set[Any]:
@@ -126,7 +123,7 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
             max_batch_size=256 * 1024, client_id=f"{s.app_id}-cdr-producer",
         )
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap, group_id=consumer_group(s),
+            bootstrap_servers=s.kafka_bootstrap, group_id=s.cdr_group,
             client_id=f"{s.app_id}-cdr-consumer", enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=s.batch_max,
             max_partition_fetch_bytes=2 * 1024 * 1024,
@@ -135,7 +132,7 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
         await self.consumer.start()
         self.consumer.subscribe([s.topics.cdr], listener=_Rebalance(self))
         log.info("direct CDR consumer on %s (group %s, batches of up to %d)",
-                 s.topics.cdr, consumer_group(s), s.batch_max)
+                 s.topics.cdr, s.cdr_group, s.batch_max)
 
     async def on_stop(self) -> None:
         self._closing = True
@@ -238,7 +235,7 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
     async def _ratings(self, stage: _Stage) -> list[str] | None:
         """The stage's raw Redis replies; a failure retries the batch from scratch (decoded
         again with a fresh clock, exactly as CdrBatchRater.rate would be retried)."""
-        backoff = 0.1
+        retry = Retry("rate")
         while True:
             try:
                 if stage.call is None:
@@ -247,21 +244,14 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
                 return list(await stage.call)
             except asyncio.CancelledError:
                 raise
-            except RedisError as exc:
-                metrics.REDIS_ERRORS.labels("rate").inc()
-                metrics.READY.set(0)
-                log.warning("rate: Redis failed (%s); retrying batch of %d in %.1fs",
-                            exc, len(stage.records), backoff)
             except Exception as exc:
-                log.exception("rate: batch of %d failed (%s); retrying in %.1fs",
-                              len(stage.records), exc, backoff)
+                delay = retry.failed(exc, f"batch of {len(stage.records)}")
             stage.call = None
             if self._closing:
                 log.warning("stopping with a batch of %d unrated; it will be redelivered",
                             len(stage.records))
                 return None
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_S)
+            await asyncio.sleep(delay)
 
     async def _delivered(self) -> None:
         delivery, self._delivery = self._delivery, None
@@ -275,7 +265,7 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
         a rating is never redone out of order), then the batch before's commit, then
         commit this batch: commits stay in batch order. False when it gave up (stopping),
         and then no later batch commits either: the uncommitted ones are redelivered."""
-        backoff = 0.1
+        retry = Retry("rate")
         while True:
             try:
                 if sent is None:
@@ -286,21 +276,18 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
                 raise
             except Exception as exc:
                 sent = None
-                log.warning("rate: sending %d records failed (%s); retrying in %.1fs",
-                            len(output.emits), exc, backoff)
+                delay = retry.failed(exc, f"sending {len(output.emits)} records")
                 if self._closing:
                     log.warning("stopping with a batch of %d undelivered; it will be "
                                 "redelivered", size)
                     return False
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                await asyncio.sleep(delay)
                 continue
             break
         if before is not None and not await before:
             return False
         await self._commit(offsets)
-        output.tally.publish(asyncio.get_running_loop().time() - started)
-        log_dead_letters("rate", output)
+        settle("rate", output, asyncio.get_running_loop().time() - started)
         return True
 
     async def _send(self, output: BatchOutput) -> list[Any]:
@@ -355,18 +342,7 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
 
     @Service.timer(LAG_INTERVAL_S)  # type: ignore[misc]
     async def _report_lag(self) -> None:
-        consumer = self.consumer
-        if consumer is None:
-            return
-        for tp in consumer.assignment():
-            try:
-                position = await consumer.position(tp)
-                highwater = consumer.highwater(tp)
-            except Exception:  # partition being revoked: skip this round
-                continue
-            if position is not None and highwater is not None:
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
-                    max(0, highwater - position))
+        await self._lag.update(self.consumer)
 
 
 def register_direct_consumer(app: Any, settings: Settings, rater: CdrBatchRater) -> None:
@@ -379,4 +355,4 @@ def register_direct_consumer(app: Any, settings: Settings, rater: CdrBatchRater)
     app.service(BoundDirectCdrConsumer)
 
 
-__all__: Sequence[str] = ("DirectCdrConsumer", "consumer_group", "register_direct_consumer")
+__all__: Sequence[str] = ("DirectCdrConsumer", "register_direct_consumer")

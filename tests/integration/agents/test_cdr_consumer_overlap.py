@@ -1,5 +1,5 @@
 """The direct consumer's overlap: a batch's Redis call must be on its way to Redis before
-the worker turns to the CPU work of the neighbouring batches (rater.agents.fast_path).
+the worker turns to the CPU work of the neighbouring batches (rater.agents.cdr_consumer).
 Without it Redis and the worker take turns, and throughput is their sum, not their max."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import uuid
 import orjson
 import redis
 
-from rater.agents.fast_path import _let_request_out
+from rater.agents.cdr_consumer import _let_request_out
 from rater.messages import SourceRecord
 from rater.service.rating import CdrBatchRater
 from rater.store import RedisStore

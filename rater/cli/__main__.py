@@ -1,0 +1,5 @@
+import sys
+
+from rater.cli import main
+
+sys.exit(main())
