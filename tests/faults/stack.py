@@ -109,9 +109,10 @@ class FaultStack:
         return done.stdout
 
     def up(self) -> None:
-        """Fresh data (a previous run's is purged), then Kafka and Redis."""
+        """Fresh data (a previous run's is purged), then Kafka and Redis (no PostgreSQL:
+        nothing here needs the call history, and the default stack's may hold 5432)."""
         self.stack("down", "--purge")
-        self.stack("up")
+        self.stack("up", "--no-pg")
 
     def down(self) -> None:
         """Stop both; the data and logs stay in `directory` for a post-mortem."""
