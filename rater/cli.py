@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from rater.config import ConfigError, Settings
+from rater.history.cli import add_history_commands
 from rater.ops_cli import add_operator_commands
 from rater.rebuild import add_rebuild_command
 
@@ -308,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_demo_report)
     add_operator_commands(sub)
     add_rebuild_command(sub)
+    add_history_commands(sub)
     return parser
 
 
