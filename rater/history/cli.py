@@ -16,6 +16,14 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _unreachable_errors() -> tuple[type[BaseException], ...]:
+    """What a missing or refusing PostgreSQL (or Kafka) raises: a one-line refusal."""
+    import asyncpg
+
+    return (OSError, TimeoutError, RuntimeError, asyncpg.PostgresError,
+            asyncpg.InterfaceError)
+
+
 async def _sink_until_signalled(settings: Settings) -> None:
     from rater.history.sink import HistorySink
 
@@ -53,8 +61,8 @@ async def _migrate(settings: Settings) -> list[int]:
 def cmd_history_migrate(settings: Settings, args: argparse.Namespace) -> int:
     try:
         applied = asyncio.run(_migrate(settings))
-    except (OSError, TimeoutError) as exc:
-        return _fail(f"PostgreSQL unreachable: {exc}")
+    except _unreachable_errors() as exc:
+        return _fail(f"history migrate failed: {type(exc).__name__}: {exc}")
     print(f"schema {settings.history_schema}: applied {applied or 'nothing (up to date)'}")
     return 0
 
@@ -64,8 +72,8 @@ def cmd_history_rebuild(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         report = asyncio.run(rebuild_history(settings, None if args.quiet else sys.stderr))
-    except (OSError, TimeoutError) as exc:
-        return _fail(str(exc))
+    except _unreachable_errors() as exc:
+        return _fail(f"history rebuild failed: {type(exc).__name__}: {exc}")
     for line in report.lines():
         print(line)
     return 0

@@ -65,15 +65,19 @@ class Progress:
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of `topics` (all must exist), by topic and number."""
+    existing = await consumer.topics()
+    missing = [t for t in topics if t not in existing]
+    if missing:
+        raise RuntimeError(f"topics not found: {', '.join(missing)}")
+    consumer.subscribe(topics)  # without a group: every partition, once metadata says
     deadline = time.monotonic() + ASSIGN_TIMEOUT_S
-    found: list[TopicPartition] = []
-    for topic in topics:
-        while not consumer.partitions_for_topic(topic):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topic {topic} not found after {ASSIGN_TIMEOUT_S:.0f}s")
-            await consumer.topics()  # refreshes the metadata
-        found += [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-    return found
+    while {tp.topic for tp in consumer.assignment()} != set(topics):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"partitions of {', '.join(topics)} not known after "
+                               f"{ASSIGN_TIMEOUT_S:.0f}s")
+        await consumer.getmany(timeout_ms=100, max_records=1)  # read again from the start
+    return sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
 
 
 async def rebuild_history(settings: Settings, progress: TextIO | None = sys.stderr,
@@ -91,7 +95,6 @@ async def rebuild_history(settings: Settings, progress: TextIO | None = sys.stde
         await consumer.start()
         t = settings.topics
         tps = await _partitions(consumer, [t.rated, t.charges, t.subscription_events])
-        consumer.assign(tps)
         starts = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)

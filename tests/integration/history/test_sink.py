@@ -94,7 +94,8 @@ async def test_records_become_rows_and_junk_becomes_dead_letters(
 async def test_the_worker_service_runs_the_sink(settings: Settings,
                                                 conn: asyncpg.Connection) -> None:
     class App:
-        services: list[type] = []
+        def __init__(self) -> None:
+            self.services: list[type] = []
 
         def service(self, cls: type) -> type:
             self.services.append(cls)
