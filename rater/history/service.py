@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from mode import Service
 
 from rater.config import Settings
 from rater.history.sink import HistorySink
+
+log = logging.getLogger(__name__)
 
 
 class HistorySinkService(Service):  # type: ignore[misc]
@@ -21,11 +24,20 @@ class HistorySinkService(Service):  # type: ignore[misc]
 
     async def on_start(self) -> None:
         self._running = asyncio.ensure_future(self.sink.run())
+        self._running.add_done_callback(_report_end)
 
     async def on_stop(self) -> None:
         self.sink.stop_soon()
-        if self._running is not None:
-            await self._running
+        if self._running is not None:  # an exception it ended with is already logged
+            await asyncio.gather(self._running, return_exceptions=True)
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    """The sink retries PostgreSQL and Kafka failures itself; ending otherwise is a fault
+    the worker's log must show (the worker goes on rating without it)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("history sink stopped: %r; no history is written until the worker "
+                  "restarts", task.exception(), exc_info=task.exception())
 
 
 def register_history_sink(app: Any, settings: Settings) -> bool:

@@ -100,10 +100,11 @@ class RecordDecoder:
             try:
                 row = (rated_call_row(raw, max_bytes) if m.topic == self.topics.rated
                        else charge_row(raw, max_bytes))
-            except InvalidRecord as exc:
+            except Exception as exc:  # InvalidRecord, or anything else no row can be made of
+                detail = str(exc) if isinstance(exc, InvalidRecord) else repr(exc)
                 source = SourceRecord(m.topic, m.partition, m.offset, m.key, m.value)
                 out.dead_letters.append(dead_letter(
-                    self.topics.dlq, source, "invalid", f"history: {exc}", now_ms()))
+                    self.topics.dlq, source, "invalid", f"history: {detail}", now_ms()))
                 continue
             if row.month is not None and row.month < oldest_kept:
                 out.expired_rows += 1  # its partition is (or is about to be) dropped
