@@ -32,6 +32,9 @@ class PrivatePostgres:
         self.directory = Path(f"/tmp/rater-test-pg-{uuid.uuid4().hex[:8]}")
         self.directory.mkdir(mode=0o755)
         self.port = free_port()
+        # never started here, but `down` watches their ports: not the shared Kafka's and Redis's
+        self.unused_ports = {name: str(free_port()) for name in
+                             ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "REDIS_PORT")}
 
     @property
     def dsn(self) -> str:
@@ -40,7 +43,8 @@ class PrivatePostgres:
     def stack(self, *args: str) -> str:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("RATER_", "KAFKA_", "REDIS_", "PG_"))}
-        env.update(RATER_STACK_DIR=str(self.directory), PG_PORT=str(self.port))
+        env.update(RATER_STACK_DIR=str(self.directory), PG_PORT=str(self.port),
+                   **self.unused_ports)
         done = subprocess.run([str(STACK), *args], env=env, capture_output=True, text=True,
                               timeout=120, check=False)
         assert done.returncode == 0, f"stack {' '.join(args)}:\n{done.stdout}{done.stderr}"
