@@ -1,4 +1,4 @@
-# Developer entry points. The local stack (Kafka + Redis on 127.0.0.1) is
+# Developer entry points. The local stack (Kafka, Redis, PostgreSQL on 127.0.0.1) is
 # deploy/local/stack; see its header for the knobs.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -19,15 +19,17 @@ BENCH_ARGS ?=
 export KAFKA_PORT ?= 9092
 export KAFKA_CONTROLLER_PORT ?= 9093
 export REDIS_PORT ?= 6379
+export PG_PORT ?= 5432
 export RATER_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)
 export RATER_REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)/0
+export RATER_HISTORY_DSN ?= postgresql://rater@127.0.0.1:$(PG_PORT)/rater
 RATER_WEB_PORT ?= 6066
 
 .PHONY: help venv stack-up stack-down test test-faults lint run stop bench
 
 help:
 	@echo "make venv        create .venv and install the package with its test extras"
-	@echo "make stack-up    start Kafka and Redis on 127.0.0.1 (deploy/local/stack up)"
+	@echo "make stack-up    start Kafka, Redis and PostgreSQL on 127.0.0.1 (deploy/local/stack up)"
 	@echo "make stack-down  stop them (deploy/local/stack down)"
 	@echo "make test        the test suite against a real stack (PYTEST_ARGS=... passes on)"
 	@echo "make test-faults the fault-injection suite on its own stack (Kafka 19092, Redis 16379,"

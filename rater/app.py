@@ -15,6 +15,7 @@ import faust
 
 from rater.agents.wiring import register_agents
 from rater.config import Settings, faust_options
+from rater.history.service import register_history_sink
 from rater.rating.clock import now_ms
 from rater.service.decisions import AttemptDecider
 from rater.service.payg import PaygSwitcher
@@ -52,6 +53,7 @@ def create_app(settings: Settings) -> tuple[Any, Runtime]:
                           now_ms),
     )
     register_agents(app, settings, runtime.rater, runtime.decider, runtime.applier)
+    register_history_sink(app, settings)
     register_health(app, runtime.store)
     register_api(app, runtime)
     app.task(_freeze_startup_heap)

@@ -8,6 +8,7 @@ instead of failing on the first record.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -86,6 +87,14 @@ class Settings:
     log_level: str = "INFO"
     startup_retry_s: float = 30.0
     data_dir: Path = field(default_factory=lambda: Path("rater-data"))
+    # the call history (rater.history, docs/history.md)
+    history_dsn: str = "postgresql://rater@127.0.0.1:5432/rater"
+    history_schema: str = "public"
+    # "off": the worker needs no PostgreSQL (run `rater history-sink` beside it, or
+    # nothing); "on": the worker runs the history sink too
+    history_sink: str = "off"
+    history_retention_months: int = 25
+    history_batch_max: int = 5000
 
     @property
     def topics(self) -> Topics:
@@ -95,6 +104,11 @@ class Settings:
     def cdr_group(self) -> str:
         """The consumer group of the direct CDR consumer; the Faust app's own is `app_id`."""
         return f"{self.app_id}-cdr"
+
+    @property
+    def history_group(self) -> str:
+        """The consumer group of the history sink (rater.history.sink)."""
+        return f"{self.app_id}-history"
 
     @property
     def key_prefix(self) -> str:
@@ -142,6 +156,12 @@ class Settings:
             ),
             startup_retry_s=reader.decimal_seconds("RATER_STARTUP_RETRY_S", 30.0),
             data_dir=Path(env.get("RATER_DATA_DIR", "rater-data")),
+            history_dsn=reader.text("RATER_HISTORY_DSN", "postgresql://rater@127.0.0.1:5432/rater"),
+            history_schema=reader.text("RATER_HISTORY_SCHEMA", "public"),
+            history_sink=reader.choice("RATER_HISTORY_SINK", "off", ("off", "on")),
+            history_retention_months=reader.integer(
+                "RATER_HISTORY_RETENTION_MONTHS", 25, 2, 1200),
+            history_batch_max=reader.integer("RATER_HISTORY_BATCH_MAX", 5000, 1, 100_000),
         )
         settings.validate()
         return settings
@@ -171,6 +191,26 @@ class Settings:
                 load_verification_key(self.jwt_algorithm, self.jwt_key)
             except ValueError as exc:
                 raise ConfigError(f"RATER_JWT_KEY: {exc}") from None
+        if urlparse(self.history_dsn).scheme not in ("postgresql", "postgres"):
+            raise ConfigError(
+                f"RATER_HISTORY_DSN: expected postgresql://user@host:port/database, "
+                f"got {_without_password(self.history_dsn)!r}")
+        if not _SQL_NAME.fullmatch(self.history_schema):
+            raise ConfigError(
+                "RATER_HISTORY_SCHEMA: expected a lower-case SQL name (a-z, 0-9, _), "
+                f"got {self.history_schema!r}")
+
+
+# a schema name used unquoted in SQL: nothing that needs quoting
+_SQL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _without_password(dsn: str) -> str:
+    """The DSN as it may be printed: a password, if any, replaced by ***."""
+    parsed = urlparse(dsn)
+    if parsed.password is None:
+        return dsn
+    return dsn.replace(f":{parsed.password}@", ":***@", 1)
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:

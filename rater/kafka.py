@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -106,6 +106,44 @@ class TopicReader:
 
     async def to_end(self, timeout_s: float = 600.0) -> list[Any]:
         """Every record from the current positions up to the end offsets as of now."""
+        records: dict[tuple[str, int], list[Any]] = {}
+        async for batch in self.batches_to_end(timeout_s):
+            for m in batch:
+                records.setdefault((m.topic, m.partition), []).append(m)
+        return [m for key in sorted(records) for m in records[key]]
+
+    async def remaining(self, timeout_s: float = 60.0) -> int:
+        """How many records lie between the current positions and the end offsets now."""
+        parts = await self._partitions(timeout_s)
+        ends = await self.consumer.end_offsets(parts)
+        total = 0
+        for tp in parts:
+            total += max(0, ends[tp] - await self.consumer.position(tp))
+        return total
+
+    async def batches_to_end(self, timeout_s: float = 600.0,
+                             max_records: int = 50_000) -> AsyncIterator[list[Any]]:
+        """The records up to the end offsets as of the first call, fetch by fetch (each
+        partition in offset order), without holding them all: for topics of any size."""
+        deadline = time.monotonic() + timeout_s
+        parts = await self._partitions(timeout_s)
+        ends = await self.consumer.end_offsets(parts)
+        pending = {tp for tp in parts if await self.consumer.position(tp) < ends[tp]}
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {self.topics} took more than {timeout_s:.0f}s")
+            fetched = await self.consumer.getmany(*pending, timeout_ms=1000,
+                                                  max_records=max_records)
+            batch: list[Any] = []
+            for tp, messages in fetched.items():
+                batch.extend(m for m in messages if m.offset < ends[tp])
+                if messages and messages[-1].offset + 1 >= ends[tp]:
+                    pending.discard(tp)
+            if batch:
+                yield batch
+
+    async def _partitions(self, timeout_s: float) -> list[TopicPartition]:
+        """Every partition of the topics (all must exist), once the consumer has them."""
         deadline = time.monotonic() + timeout_s
         missing = set(self.topics) - set(await self.consumer.topics())
         if missing:
@@ -115,19 +153,7 @@ class TopicReader:
                 raise TimeoutError(f"no partitions of {self.topics} after {timeout_s:.0f}s")
             await self.consumer._client.force_metadata_update()
             await asyncio.sleep(0.05)
-        parts = sorted(self.consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
-        ends = await self.consumer.end_offsets(parts)
-        records: dict[TopicPartition, list[Any]] = {tp: [] for tp in parts}
-        pending = {tp for tp in parts if await self.consumer.position(tp) < ends[tp]}
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {self.topics} took more than {timeout_s:.0f}s")
-            fetched = await self.consumer.getmany(*pending, timeout_ms=1000, max_records=50_000)
-            for tp, messages in fetched.items():
-                records[tp].extend(m for m in messages if m.offset < ends[tp])
-                if messages and messages[-1].offset + 1 >= ends[tp]:
-                    pending.discard(tp)
-        return [m for tp in parts for m in records[tp]]
+        return sorted(self.consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
 
     def _all_assigned(self) -> bool:
         assigned = {tp.topic for tp in self.consumer.assignment()}

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 
 from rater.cli.errors import CliError
-from rater.cli.progress import ProgressBar
 from rater.config import Settings
+from rater.progress import ProgressBar
 
 KeyedValue = tuple[bytes | None, bytes]
 

@@ -30,7 +30,7 @@ DATA = REPO / "rater-data" / "faults"
 
 
 def _clean_env(**more: str) -> dict[str, str]:
-    drop = ("RATER_", "KAFKA_", "REDIS_", "LD_PRELOAD", "FSYNC_TRACKER")
+    drop = ("RATER_", "KAFKA_", "REDIS_", "PG_", "LD_PRELOAD", "FSYNC_TRACKER")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(more)
     return env
@@ -67,6 +67,8 @@ class FaultStack:
     kafka_port: int = int(os.environ.get("FAULTS_KAFKA_PORT", "19092"))
     controller_port: int = int(os.environ.get("FAULTS_KAFKA_CONTROLLER_PORT", "19093"))
     redis_port: int = int(os.environ.get("FAULTS_REDIS_PORT", "16379"))
+    # never started here (up --no-pg), but `down` looks at its port: not the shared 5432
+    pg_port: int = int(os.environ.get("FAULTS_PG_PORT", "15432"))
     directory: Path = field(default_factory=lambda: DATA / "stack")
     appendfsync: str = "always"
 
@@ -91,6 +93,7 @@ class FaultStack:
             KAFKA_PORT=str(self.kafka_port),
             KAFKA_CONTROLLER_PORT=str(self.controller_port),
             REDIS_PORT=str(self.redis_port),
+            PG_PORT=str(self.pg_port),
             RATER_STACK_DIR=str(self.directory),
             REDIS_APPENDFSYNC=self.appendfsync,
             **more,
@@ -109,9 +112,10 @@ class FaultStack:
         return done.stdout
 
     def up(self) -> None:
-        """Fresh data (a previous run's is purged), then Kafka and Redis."""
+        """Fresh data (a previous run's is purged), then Kafka and Redis (no PostgreSQL:
+        nothing here needs the call history, and the default stack's may hold 5432)."""
         self.stack("down", "--purge")
-        self.stack("up")
+        self.stack("up", "--no-pg")
 
     def down(self) -> None:
         """Stop both; the data and logs stay in `directory` for a post-mortem."""

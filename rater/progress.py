@@ -1,4 +1,4 @@
-"""The one progress bar of the CLI: `[#####.....] 1200/3000` on stderr, redrawn in place."""
+"""The one progress bar of the commands: `[#####.....] 1200/3000` on stderr, in place."""
 
 from __future__ import annotations
 
