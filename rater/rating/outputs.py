@@ -45,6 +45,7 @@ def call_records(cdr: Cdr, rating: CallRating) -> tuple[Record, Record | None]:
         "currency": rating.currency,
         "charge_id": the_charge_id,
         "rated_at": rated_at,
+        "destination": cdr.destination,  # SPEC §12: for the usage report
     }
     if not charged:
         return rated, None

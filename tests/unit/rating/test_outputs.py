@@ -18,11 +18,11 @@ from rater.records import Cdr, cdr_fingerprint
 from rater.records.schemas import SCHEMA_DIR
 from tests.builders import make_cdr, make_subscription, ms
 
-# Field lists copied from SPEC §4 and §5.7, in the SPEC's order.
+# Field lists copied from SPEC §4 and §5.7, in the SPEC's order (`destination`: §12).
 RATED_CALL_FIELDS = [
     "call_id", "subscription_id", "billing_account_id", "user_id", "started_at", "period",
     "zone", "direction", "emergency", "duration_s", "billable_s", "included_s", "overage_s",
-    "unbilled_s", "outcome", "amount", "currency", "charge_id", "rated_at",
+    "unbilled_s", "outcome", "amount", "currency", "charge_id", "rated_at", "destination",
 ]
 CHARGE_FIELDS = [
     "charge_id", "subscription_id", "billing_account_id", "user_id", "call_id", "period",
@@ -156,6 +156,7 @@ def test_overage_rated_call_and_charge() -> None:
         "currency": "EUR",
         "charge_id": expected_id,
         "rated_at": "2026-01-20T12:00:01.250Z",
+        "destination": cdr.destination,
     }
 
 
