@@ -3,12 +3,12 @@ so authorization can run on workers of its own while others work off a CDR backl
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from rater.kafka import group_members
 from rater.rating.clock import format_ms
 from rater.store import RedisStore
 from tests.builders import attempt_doc, cdr_doc, make_subscription
@@ -33,7 +33,7 @@ async def test_an_api_only_worker_decides_but_leaves_cdrs_alone() -> None:
     parts = deployment.partitions
     store = RedisStore.from_settings(settings)
     try:
-        async with running_worker(deployment):
+        async with running_worker(deployment) as worker:
             await store.upsert_subscription(make_subscription(subscription_id="sub-1"))
             started_at = format_ms(int(time.time() * 1000) - 120_000)
             cdr = cdr_doc(call_id="call-1", subscription_id="sub-1", started_at=started_at)
@@ -46,7 +46,14 @@ async def test_an_api_only_worker_decides_but_leaves_cdrs_alone() -> None:
                                  lambda s: len(s[settings.topics.decisions]) >= 1)
             decision = seen[settings.topics.decisions][0]
             assert (decision["attempt_id"], decision["decision"]) == ("att-1", "permit")
-            await asyncio.sleep(3.0)  # a rating consumer would have rated call-1 by now
+            # no consumer of calls.cdr exists: the direct consumer's group has no member,
+            # and the Faust consumer owns only the attempts and subscription-events
+            # partitions (its readiness counts what it was assigned, the group settled)
+            members = await group_members(settings.kafka_bootstrap,
+                                          [settings.cdr_group, settings.app_id])
+            assert members[settings.cdr_group] == 0 and members[settings.app_id] == 1
+            readiness = orjson.loads(worker.get("/readyz"))
+            assert readiness["assigned_partitions"] == 2 * parts
             assert await end_offsets(settings.kafka_bootstrap, settings.topics.rated, parts) == 0
             assert await end_offsets(settings.kafka_bootstrap, settings.topics.cdr, parts) == 1
             snapshot = await store.snapshot("sub-1", int(time.time() * 1000))
