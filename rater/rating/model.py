@@ -17,6 +17,7 @@ from rater.rating.money import overage_amount, to_micro
 from rater.rating.periods import period_of
 from rater.rating.results import AlertCrossing, CallRating, Rejection, ZoneCounters
 from rater.rating.split import FREE, split_call, thresholds_reached
+from rater.rating.subscription_rules import check_upsert
 from rater.records.shapes import Cdr, Subscription, Zone
 
 
@@ -30,6 +31,8 @@ class ReferenceRater:
     alerted: set[tuple[str, str, Zone, int]] = field(default_factory=set)
 
     def upsert(self, subscription: Subscription) -> None:
+        """ImmutableFieldError when it would change the billing account or currency."""
+        check_upsert(self.subscriptions.get(subscription.subscription_id), subscription)
         self.subscriptions[subscription.subscription_id] = subscription
 
     def set_payg(self, subscription_id: str, enabled: bool) -> bool | None:

@@ -1,8 +1,10 @@
 """Property test: random CDR sequences give identical results from Lua-in-Redis and the model.
 
 Random increments, anchor days (29-31 included), leap-year Februaries, licence
-changes and PAYG flips between batches, duplicates and conflicting duplicates,
-inbound and emergency calls, late and future timestamps, several subscriptions.
+changes and PAYG flips between batches (independent of each other), duplicates and
+conflicting duplicates, inbound and emergency calls, late and future timestamps
+against a random grace and future tolerance, several subscriptions. Counters and
+per-user seconds are compared at the end, period by period.
 """
 
 from __future__ import annotations
@@ -74,12 +76,18 @@ def same(a: CallRating | Rejection, b: CallRating | Rejection) -> bool:
     return a.same_as(b) and a.replayed == b.replayed
 
 
+GRACES_MS = [0, 3_600_000, 259_200_000, 10 * DAY]
+FUTURE_TOLERANCES_MS = [0, 300_000, DAY]
+
+
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(plan_list=st.lists(plans, min_size=3, max_size=3), base=st.sampled_from(BASES),
-       script=batches)
+       script=batches, grace_ms=st.sampled_from(GRACES_MS),
+       future_ms=st.sampled_from(FUTURE_TOLERANCES_MS))
 async def test_lua_matches_reference_model(
-    store: RedisStore, plan_list: list[Plan], base: int, script: list
+    store: RedisStore, plan_list: list[Plan], base: int, script: list, grace_ms: int,
+    future_ms: int,
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     model, redis = ModelEngine(), RedisEngine(store)
@@ -102,6 +110,7 @@ async def test_lua_matches_reference_model(
             await model.set_payg(target.subscription_id, change == "payg_on")
             await redis.set_payg(target.subscription_id, change == "payg_on")
         elif change == "licences":
+            target = model.model.subscriptions[target.subscription_id]  # PAYG as it is now
             resized = make_subscription(
                 subscription_id=target.subscription_id, anchor_day=target.billing_anchor_day,
                 increment=str(target.plan.billing_increment), licenses=(batch_no % 4),
@@ -109,6 +118,7 @@ async def test_lua_matches_reference_model(
                 international_minutes=target.plan.included_minutes_per_license["international"],
                 domestic_rate=str(target.plan.payg_rate_per_minute["domestic"]),
                 international_rate=str(target.plan.payg_rate_per_minute["international"]),
+                payg=target.payg_enabled,
             )
             await model.upsert(resized)
             await redis.upsert(resized)
@@ -118,7 +128,7 @@ async def test_lua_matches_reference_model(
                      zone=zone, emergency=emergency)
             for sub_i, call, duration, direction, zone, emergency, offset, user in batch
         ]
-        clock = RatingClock(now)
+        clock = RatingClock(now, grace_ms, future_ms)
         expected = await model.rate(cdrs, clock, now)
         actual = await redis.rate(cdrs, clock, now)
         for cdr, want, got in zip(cdrs, expected, actual, strict=True):
@@ -130,6 +140,13 @@ async def test_lua_matches_reference_model(
             snapshot = await store.snapshot(sub_id, _inside(period))
             assert snapshot is not None and snapshot.period == period
             assert snapshot.zones[zone] == counters, (period, zone)
+    periods = {(sub_id, period) for sub_id, period, _ in model.model.counters}
+    for sub_id, period in periods:
+        expected: dict[str, dict[str, int]] = {}
+        for (s_id, p, user, zone), seconds in model.model.user_seconds.items():
+            if (s_id, p) == (sub_id, period) and seconds:
+                expected.setdefault(user, {"domestic": 0, "international": 0})[zone] = seconds
+        assert await store.user_seconds(sub_id, period) == expected, (sub_id, period)
 
 
 def _inside(period: str) -> int:

@@ -8,6 +8,7 @@ import pytest
 
 from rater.rating.clock import RatingClock
 from rater.rating.results import CallRating, Rejection
+from rater.rating.subscription_rules import ImmutableFieldError
 from rater.store import RedisStore
 from tests.builders import make_cdr, make_subscription, ms
 from tests.integration.store.engines import Engine, ModelEngine, RedisEngine
@@ -172,3 +173,22 @@ async def test_rule_11_thresholds_once_and_replayed(engine: Engine) -> None:
     await engine.upsert(make_subscription(domestic_minutes=0, international_minutes=0,
                                           increment="1/1"))
     assert (await rate_one(engine, call_id="e", zone="international")).alerts == ()
+
+
+@pytest.mark.parametrize("change", [{"billing_account_id": "ba-2"}, {"currency": "USD"}])
+async def test_billing_account_and_currency_never_change(
+    engine: Engine, change: dict[str, str]
+) -> None:
+    """docs/design.md: a replay re-emits with the subscription's current billing account
+    and currency, so an upsert changing either is refused, by both engines alike, and the
+    replay after it is still identical."""
+    await engine.upsert(make_subscription(payg=True, domestic_minutes=1))
+    first = await rate_one(engine, call_id="c-1", duration_s=150)
+    assert first.overage_s == 120  # 150 s bill 180 s at 60/60; the pool holds 60
+    field_name = next(iter(change))
+    with pytest.raises(ImmutableFieldError, match=field_name):
+        await engine.upsert(make_subscription(payg=True, domestic_minutes=1, **change))
+    await engine.upsert(make_subscription(payg=True, domestic_minutes=2))  # allowed
+    again = await rate_one(engine, call_id="c-1", duration_s=150)
+    assert again.replayed and again.same_as(first)
+    assert (again.billing_account_id, again.currency) == ("ba-1", "EUR")
