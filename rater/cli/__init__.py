@@ -7,6 +7,7 @@ line (`rater: ...`) and turns into the error's exit code (2 unless it says other
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # the commands say what happened themselves: the client libraries' warnings (aiokafka
+    # logs each metadata retry) would otherwise reach stderr through Python's last-resort
+    # handler; `rater worker` and `rater history-sink` configure logging of their own
+    logging.getLogger().addHandler(logging.NullHandler())
     try:
         settings = Settings.from_env()
         result: int = args.func(settings, args)

@@ -35,13 +35,18 @@ def add_commands(commands: Any) -> None:
 
 async def produce(settings: Settings, records: Sequence[KeyedValue], topic: str,
                   progress: bool) -> None:
-    """Send every record and wait until the broker has them all (acks=all)."""
+    """Send every record and wait until the broker has them all (acks=all); CliError when
+    the broker refuses (a missing topic, say)."""
+    from aiokafka.errors import KafkaError
+
     from rater.kafka import producer
 
     bar = ProgressBar(len(records)) if progress else None
     out = producer(settings)
     await out.start()
     try:
+        if topic not in (await out.client.fetch_all_metadata()).topics():
+            raise CliError(f"topic {topic} does not exist (`rater topics create` makes it)")
         pending = []
         for key, value in records:
             pending.append(await out.send(topic, value=value, key=key))
@@ -50,6 +55,9 @@ async def produce(settings: Settings, records: Sequence[KeyedValue], topic: str,
         await asyncio.gather(*pending)
         if bar is not None:
             bar.finish()
+    except KafkaError as exc:
+        raise CliError(f"cannot produce to {topic}: {type(exc).__name__} (does the topic "
+                       "exist? `rater topics create` makes it)") from None
     finally:
         await out.stop()
 

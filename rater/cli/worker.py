@@ -51,10 +51,8 @@ async def preflight(settings: Settings, create_topics: bool) -> None:
 def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     from rater.logs import configure_logging, logging_config
 
-    # the preflight retries quietly (aiokafka logs every failed connect as an ERROR,
-    # which Python's last-resort handler would print): a refusal is one line, below
-    logging.getLogger().addHandler(logging.NullHandler())
-
+    # the preflight retries quietly (rater.cli.main keeps the libraries' log lines off
+    # stderr until logging is configured): a refusal is one line, below
     def refuse(message: str) -> CliError:
         """The one line a refused start prints: JSON like every other line in json mode."""
         if settings.log_format == "json":
