@@ -17,7 +17,8 @@ from tests.builders import cdr_doc, subscription_doc
 from tests.integration.harness import REPO, Deployment, running_worker
 
 
-def rater(deployment: Deployment, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+def rater(deployment: Deployment, *args: str,
+          timeout: float = 90) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "rater.cli", *args], env=deployment.env(),
                           cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
