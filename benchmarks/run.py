@@ -215,6 +215,12 @@ def table(res: dict[str, Any]) -> str:
         if lat["charge"]["n"]:
             rows.append(("e", "  charge p50/p99",
                          f"{lat['charge']['p50_ms']:.0f} / {lat['charge']['p99_ms']:.0f} ms"))
+    for algorithm, check in (res.get("f_token_check") or {}).items():
+        if isinstance(check, dict):
+            rows.append(("f", f"bearer-token check {algorithm}: first / remembered p50, p99",
+                         f"{check['first']['p50_us']:.0f}, {check['first']['p99_us']:.0f} / "
+                         f"{check['remembered']['p50_us']:.1f}, "
+                         f"{check['remembered']['p99_us']:.1f} us"))
     f = res.get("f_authorize")
     if f:
         for key, label in (("authorize", "POST /v1/authorize"),
@@ -310,7 +316,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if "soak" in lh:
             res["h_soak"] = {"mode": mode, **lh["soak"]}
     if "f" in args.phases:
-        from benchmarks import web
+        from benchmarks import verifier, web
+
+        res["f_token_check"] = verifier.measure()
 
         say(f"f: authorize at {args.web_rate:.0f}/s for {args.web_s:.0f}s, then bare handler, "
             "then authorize while rating")
