@@ -14,6 +14,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from rater.kafka import TopicReader
+
 Record = tuple[bytes | None, bytes]
 
 
@@ -121,21 +123,14 @@ class Collected:
 async def read_all(bootstrap: str, topics: Sequence[str], want: dict[str, int],
                    timeout: float = 120.0) -> Collected:
     """Read `topics` from the beginning until each holds `want[topic]` records."""
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
-    await consumer.start()
     got = Collected({t: [] for t in topics}, {t: [] for t in topics})
     deadline = time.monotonic() + timeout
-    try:
+    async with TopicReader(bootstrap, topics) as reader:
         while any(len(got.values[t]) < want.get(t, 0) for t in topics):
             if time.monotonic() > deadline:
                 counts = {t: len(v) for t, v in got.values.items()}
                 raise TimeoutError(f"read {counts}, wanted {want}")
-            batch = await consumer.getmany(timeout_ms=500, max_records=20_000)
-            for tp, messages in batch.items():
-                got.values[tp.topic] += [m.value for m in messages]
-                got.timestamps[tp.topic] += [m.timestamp for m in messages]
-    finally:
-        await consumer.stop()
+            for m in await reader.batch():
+                got.values[m.topic].append(m.value)
+                got.timestamps[m.topic].append(m.timestamp)
     return got

@@ -32,6 +32,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from rater.cli.inputs import upsert_events
 from rater.config import Settings
+from rater.kafka import TopicReader
 from rater.rating import outputs
 from rater.rating.clock import RatingClock, format_ms, now_ms
 from rater.rating.model import ReferenceRater
@@ -242,25 +243,19 @@ class Outputs:
         """
         topics = settings.topics
         names = [topics.rated, topics.charges, topics.alerts, topics.dlq]
-        consumer = AIOKafkaConsumer(
-            *names, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
-            enable_auto_commit=False, group_id=None, fetch_max_bytes=64 * 1024 * 1024,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-        )
-        await consumer.start()
         seen = cls()
         lists = dict(zip(names, (seen.rated, seen.charges, seen.alerts, seen.dlq), strict=True))
         deadline = time.monotonic() + timeout
         checked_at = 0
         last_new = time.monotonic()
 
-        def take(batch: dict[Any, list[Any]]) -> None:
-            for tp, messages in batch.items():
-                lists[tp.topic].extend(orjson.loads(m.value) for m in messages)
+        def take(batch: list[Any]) -> None:
+            for m in batch:
+                lists[m.topic].append(orjson.loads(m.value))
 
-        try:
+        async with TopicReader(settings.kafka_bootstrap, names) as reader:
             while True:
-                batch = await consumer.getmany(timeout_ms=500, max_records=20_000)
+                batch = await reader.batch()
                 take(batch)
                 total = len(seen.rated) + len(seen.dlq)
                 if batch:
@@ -284,15 +279,8 @@ class Outputs:
             # other partitions and can arrive later: once every input is committed (so
             # every output acknowledged), read each output partition to its end.
             await wait_lag_zero(settings, topics.cdr, max(1.0, deadline - time.monotonic()))
-            parts = list(consumer.assignment())
-            ends = await consumer.end_offsets(parts)
-            while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"output topics not read to their end in {timeout}s")
-                take(await consumer.getmany(timeout_ms=500, max_records=20_000))
-            return seen
-        finally:
-            await stop_quietly(consumer)
+            take(await reader.to_end(max(1.0, deadline - time.monotonic())))
+        return seen
 
 
 async def stop_quietly(client: Any) -> None:
@@ -314,8 +302,8 @@ def dead_value(letter: dict[str, Any]) -> bytes:
 def group_of(settings: Settings, topic: str) -> str:
     """The consumer group that commits `topic`: the Faust app's, or the direct CDR
     consumer's own (`<app_id>-cdr`, RATER_CDR_CONSUMER=direct)."""
-    if topic == settings.topics.cdr and getattr(settings, "cdr_consumer", "faust") == "direct":
-        return f"{settings.app_id}-cdr"
+    if topic == settings.topics.cdr and settings.cdr_consumer == "direct":
+        return settings.cdr_group
     return settings.app_id
 
 

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from rater.config import Settings
-from rater.kafka import ensure_topics, producer
+from rater.kafka import TopicReader, ensure_topics, producer
 
 REPO = Path(__file__).resolve().parents[2]
 LOG_DIR = REPO / "rater-data" / "test-logs"
@@ -180,21 +179,13 @@ async def consume(
     decode: bool = True,
 ) -> dict[str, list[Any]]:
     """Read `topics` from the beginning until `done(seen)` holds; fail after `timeout`."""
-    consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None,
-    )
-    await consumer.start()
     seen: dict[str, list[Any]] = {t: [] for t in topics}
     deadline = time.monotonic() + timeout
-    try:
+    async with TopicReader(settings.kafka_bootstrap, topics) as reader:
         while not done(seen):
             if time.monotonic() > deadline:
                 counts = {t: len(v) for t, v in seen.items()}
                 raise AssertionError(f"timed out after {timeout:.0f}s waiting; seen {counts}")
-            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            for tp, messages in batch.items():
-                seen[tp.topic] += [orjson.loads(m.value) if decode else m for m in messages]
-    finally:
-        await consumer.stop()
+            for m in await reader.batch():
+                seen[m.topic].append(orjson.loads(m.value) if decode else m)
     return seen
