@@ -98,7 +98,7 @@ class TopicReader:
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        await _stop_quietly(self.consumer)
+        await stop_quietly(self.consumer)
 
     async def batch(self, timeout_ms: int = 500, max_records: int = 20_000) -> list[Any]:
         fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
@@ -166,7 +166,7 @@ async def read_to_end(bootstrap: str, topics: Sequence[str], timeout_s: float = 
         return await reader.to_end(timeout_s)
 
 
-async def _stop_quietly(client: Any) -> None:
+async def stop_quietly(client: Any) -> None:
     """aiokafka's stop() can raise CancelledError from its own fetch task; only ours count."""
     task = asyncio.current_task()
     try:

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from rater.kafka import stop_quietly
 from rater.rating import outputs
 from rater.rating.clock import RatingClock, format_ms, now_ms
 from rater.rating.model import ReferenceRater
@@ -37,7 +38,6 @@ from tests.faults.workload import (
     Expected,
     Outputs,
     Workload,
-    stop_quietly,
     strip_time,
     verify_counters,
     wait_lag_zero,

@@ -283,16 +283,6 @@ class Outputs:
         return seen
 
 
-async def stop_quietly(client: Any) -> None:
-    """aiokafka's stop() can raise CancelledError from its own fetch task; only ours count."""
-    task = asyncio.current_task()
-    try:
-        await client.stop()
-    except asyncio.CancelledError:
-        if task is not None and task.cancelling():
-            raise
-
-
 def dead_value(letter: dict[str, Any]) -> bytes:
     if letter.get("value_encoding") == "base64":
         return base64.b64decode(letter["value"])
