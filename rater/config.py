@@ -34,6 +34,7 @@ class Topics:
     subscription_events: str
     alerts: str
     dlq: str
+    adjustments: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Topics:
@@ -46,6 +47,7 @@ class Topics:
             subscription_events=f"{prefix}subscriptions.events",
             alerts=f"{prefix}subscriptions.alerts",
             dlq=f"{prefix}calls.dlq",
+            adjustments=f"{prefix}billing.adjustments",
         )
 
     def all(self) -> list[str]:
@@ -58,6 +60,7 @@ class Topics:
             self.subscription_events,
             self.alerts,
             self.dlq,
+            self.adjustments,
         ]
 
 

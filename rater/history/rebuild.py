@@ -56,7 +56,8 @@ async def rebuild_history(settings: Settings, progress: TextIO | None = sys.stde
     try:
         await migrate(conn, settings.history_schema)
         async with TopicReader(settings.kafka_bootstrap,
-                               [t.rated, t.charges, t.subscription_events]) as reader:
+                               [t.rated, t.charges, t.subscription_events,
+                                t.adjustments]) as reader:
             bar = (ProgressBar(await reader.remaining(), stream=progress)
                    if progress is not None else None)
             async for messages in reader.batches_to_end(timeout_s,

@@ -36,8 +36,13 @@ AUDIT_COLUMNS = (
     "dedupe_key", "subscription_id", "type", "at", "actor", "role", "record",
     "source_partition", "source_offset",
 )
+ADJUSTMENT_COLUMNS = (
+    "adjustment_id", "rerate_id", "call_id", "subscription_id", "billing_account_id",
+    "period", "original_charge_id", "original_amount", "new_amount", "delta", "currency",
+    "reason", "at", "record",
+)
 COLUMNS = {"rated_calls": RATED_CALL_COLUMNS, "overage_charges": CHARGE_COLUMNS,
-           "audit_events": AUDIT_COLUMNS}
+           "audit_events": AUDIT_COLUMNS, "adjustments": ADJUSTMENT_COLUMNS}
 AUDITED_TYPES = frozenset({"payg.changed"})
 
 MAX_ID_CHARS = 128
@@ -138,6 +143,21 @@ def charge_row(raw: bytes, max_bytes: int) -> Row:
         _instant(doc, "started_at"), _instant(doc, "rated_at"), raw.decode(),
     )
     return Row("overage_charges", (period, charge), month_of(period), values)
+
+
+def adjustment_row(raw: bytes, max_bytes: int) -> Row:
+    doc = _document(raw, max_bytes, "adjustment")
+    adjustment = _uuid(doc["adjustment_id"], "adjustment_id")
+    original = doc["original_charge_id"]
+    values = (
+        adjustment, _uuid(doc["rerate_id"], "rerate_id"), _id(doc, "call_id"),
+        _id(doc, "subscription_id"), _id(doc, "billing_account_id"), _period(doc),
+        None if original is None else _uuid(original, "original_charge_id"),
+        _decimal(doc, "original_amount"), _decimal(doc, "new_amount"),
+        _decimal(doc, "delta"), doc["currency"], _text(doc, "reason"), _instant(doc, "at"),
+        raw.decode(),
+    )
+    return Row("adjustments", (adjustment,), None, values)
 
 
 def audit_row(raw: bytes, max_bytes: int, partition: int, offset: int,

@@ -1,4 +1,5 @@
-"""The history sink: calls.rated, billing.overage-charges and subscriptions.events -> PostgreSQL.
+"""The history sink: calls.rated, billing.overage-charges, billing.adjustments and
+subscriptions.events -> PostgreSQL.
 
 One aiokafka consumer in its own group, `<app_id>-history`, reads the three topics
 in batches of up to RATER_HISTORY_BATCH_MAX records. For each batch, in order:
@@ -36,7 +37,7 @@ from rater.config import Settings
 from rater.history import db
 from rater.history.migrations import migrate
 from rater.history.partitions import drop_expired, first_month_kept
-from rater.history.rows import Row, audit_row, charge_row, rated_call_row
+from rater.history.rows import Row, adjustment_row, audit_row, charge_row, rated_call_row
 from rater.history.writer import RowWriter
 from rater.messages import Emit, SourceRecord, dead_letter
 from rater.rating.clock import now_ms
@@ -94,8 +95,12 @@ class RecordDecoder:
                     out.rows.append(row)
                 continue
             try:
-                row = (rated_call_row(raw, max_bytes) if m.topic == self.topics.rated
-                       else charge_row(raw, max_bytes))
+                if m.topic == self.topics.rated:
+                    row = rated_call_row(raw, max_bytes)
+                elif m.topic == self.topics.charges:
+                    row = charge_row(raw, max_bytes)
+                else:
+                    row = adjustment_row(raw, max_bytes)
             except Exception as exc:  # InvalidRecord, or anything else no row can be made of
                 detail = str(exc) if isinstance(exc, InvalidRecord) else repr(exc)
                 source = SourceRecord(m.topic, m.partition, m.offset, m.key, m.value)
@@ -145,7 +150,7 @@ class HistorySink:
     @property
     def topics(self) -> list[str]:
         t = self.settings.topics
-        return [t.rated, t.charges, t.subscription_events]
+        return [t.rated, t.charges, t.subscription_events, t.adjustments]
 
     async def run(self) -> None:
         """Connect to Kafka, consume until `stop_soon()`, then close everything."""

@@ -29,6 +29,11 @@ def format_micro(micro: int) -> str:
     return f"{units}.{fraction:06d}"
 
 
+def format_signed_micro(micro: int) -> str:
+    """A difference of amounts: `-250` -> `"-0.000250"`, `250` -> `"0.000250"`."""
+    return f"-{format_micro(-micro)}" if micro < 0 else format_micro(micro)
+
+
 def rate_to_micro(rate_per_minute: Decimal) -> int:
     """Rates carry at most 6 decimal places (schema), so this is exact."""
     micro = rate_per_minute * MICRO_PER_UNIT

@@ -1,16 +1,18 @@
 """Every output record of SPEC §4 (field names are the contract), and the subscription
 events the rater itself publishes: rated call and charge, threshold alert, decision,
-dead letter, `payg.changed`, `subscription.upserted`. Plain dicts, ready for orjson."""
+dead letter, `payg.changed`, `subscription.upserted`, and the adjustment of a rerate
+(§13). Plain dicts, ready for orjson."""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from typing import Any
 
 from rater.rating.clock import format_ms
 from rater.rating.decision import Decision
-from rater.rating.ids import alert_id, charge_id
-from rater.rating.money import format_micro
+from rater.rating.ids import alert_id, charge_id, uuid5_url
+from rater.rating.money import format_micro, format_signed_micro
 from rater.rating.results import AlertCrossing, CallRating
 from rater.records.shapes import CallAttempt, Cdr, Subscription
 
@@ -168,3 +170,23 @@ def subscription_document(sub: Subscription) -> Record:
 def subscription_upserted(sub: Subscription, at_ms: int) -> Record:
     return {"type": "subscription.upserted", "subscription": subscription_document(sub),
             "at": format_ms(at_ms)}
+
+
+def adjustment(rerate_id: str, call: Mapping[str, Any], original_micro: int, new_micro: int,
+               reason: str, at_ms: int) -> Record:
+    """SPEC §13: a call's charge as a rerate changes it; `call` is its rated-call record."""
+    return {
+        "adjustment_id": uuid5_url(f"{rerate_id}/{call['call_id']}"),
+        "rerate_id": rerate_id,
+        "call_id": call["call_id"],
+        "subscription_id": call["subscription_id"],
+        "billing_account_id": call["billing_account_id"],
+        "period": call["period"],
+        "original_charge_id": call["charge_id"],
+        "original_amount": format_micro(original_micro),
+        "new_amount": format_micro(new_micro),
+        "delta": format_signed_micro(new_micro - original_micro),
+        "currency": call["currency"],
+        "reason": reason,
+        "at": format_ms(at_ms),
+    }

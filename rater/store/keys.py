@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Final
 
 from redis.crc import key_slot
@@ -28,7 +29,7 @@ from redis.crc import key_slot
 from rater.rating.clock import day_to_ms, from_ms
 from rater.rating.money import rate_to_micro
 from rater.rating.results import Outcome
-from rater.records.shapes import Subscription, Zone
+from rater.records.shapes import Increment, Plan, Subscription, Zone
 
 ZONE_LETTER: Final[dict[Zone, str]] = {"domestic": "d", "international": "i"}
 LETTER_ZONE: Final[dict[str, Zone]] = {letter: zone for zone, letter in ZONE_LETTER.items()}
@@ -92,6 +93,25 @@ def subscription_fields(sub: Subscription) -> dict[str, str]:
         "rmu_d": str(rate_to_micro(plan.payg_rate_per_minute["domestic"])),
         "rmu_i": str(rate_to_micro(plan.payg_rate_per_minute["international"])),
     }
+
+
+def subscription_from_fields(subscription_id: str, fields: dict[str, str]) -> Subscription:
+    """The `sub` hash back to the Subscription it was written from (`subscription_fields`)."""
+    return Subscription(
+        subscription_id=subscription_id,
+        billing_account_id=fields["ba"],
+        licenses=int(fields["lic"]),
+        payg_enabled=fields["payg"] == "1",
+        billing_anchor_day=int(fields["anchor"]),
+        currency=fields["cur"],
+        plan=Plan(
+            included_minutes_per_license={"domestic": int(fields["min_d"]),
+                                          "international": int(fields["min_i"])},
+            payg_rate_per_minute={"domestic": Decimal(fields["rate_d"]),
+                                  "international": Decimal(fields["rate_i"])},
+            billing_increment=Increment(int(fields["inc_m"]), int(fields["inc_i"])),
+        ),
+    )
 
 
 def used_field(zone: Zone) -> str:

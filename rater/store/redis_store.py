@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import redis.asyncio as aioredis
@@ -80,6 +80,25 @@ class SubscriptionSnapshot:
         return PoolState(self.remaining_s(zone), self.payg_enabled, self.increment)
 
 
+class RerateChange(Protocol):
+    """What `rater.corrections.rerate.CounterDeltas` carries to the store."""
+
+    zones: dict[Zone, ZoneCounters]
+    totals: dict[Zone, ZoneCounters]
+    user_seconds: dict[tuple[str, Zone], int]
+    user_totals: dict[tuple[str, Zone], int]
+
+
+def _counter_fields(zones: dict[Zone, ZoneCounters]) -> dict[str, int]:
+    fields: dict[str, int] = {}
+    for zone, counters in zones.items():
+        fields[keys.used_field(zone)] = counters.used_included_s
+        fields[keys.overage_field(zone)] = counters.overage_s
+        fields[keys.unbilled_field(zone)] = counters.unbilled_s
+        fields[keys.amount_field(zone)] = counters.overage_micro
+    return fields
+
+
 def _kind(cdr: Cdr) -> str:
     direction = "o" if cdr.direction == "outbound" else "i"
     return f"{ZONE_LETTER[cdr.zone]}{direction}{int(cdr.emergency)}"
@@ -131,6 +150,7 @@ class RedisStore:
         self._upsert = client.register_script(source("upsert_subscription"))
         self._set_payg = client.register_script(source("set_payg"))
         self._payg_revision = client.register_script(source("payg_revision"))
+        self._apply_rerate = client.register_script(source("apply_rerate"))
         self._snapshot = client.register_script(source("snapshot"))
 
     @classmethod
@@ -255,6 +275,12 @@ class RedisStore:
         previous, stored_revision, applied = answer
         return PaygSwitch(previous == "1", int(stored_revision), bool(applied))
 
+    async def subscription(self, subscription_id: str) -> Subscription | None:
+        """The subscription as its last upsert (and PAYG switch) left it; None when unknown."""
+        async with redis_errors():
+            fields = await self.client.hgetall(self.sub_key(subscription_id))
+        return keys.subscription_from_fields(subscription_id, fields) if fields else None
+
     async def reserve_payg_revision(self, subscription_id: str) -> tuple[bool, int] | None:
         """(PAYG now, the revision the next switch carries); None when unknown. Switches
         nothing: rater.service.payg publishes the audit event before it applies it."""
@@ -295,6 +321,22 @@ class RedisStore:
             period_end_ms=int(end_ms),
             zones=zones,
         )
+
+    async def apply_rerate(self, subscription_id: str, rerate_id: str, period: str,
+                           expire_at_ms: int, now: int, change: RerateChange) -> bool:
+        """Move the period's counters by a rerate's deltas (set them to its totals where they
+        are gone); False when this rerate was applied before (nothing changes)."""
+        document = {
+            "deltas": _counter_fields(change.zones),
+            "totals": _counter_fields(change.totals),
+            "user_deltas": {keys.user_field(u, z): n for (u, z), n in change.user_seconds.items()},
+            "user_totals": {keys.user_field(u, z): n for (u, z), n in change.user_totals.items()},
+        }
+        async with redis_errors():
+            applied = await self._apply_rerate(
+                keys=[self.sub_key(subscription_id)],
+                args=[rerate_id, period, expire_at_ms, now, orjson.dumps(document)])
+        return bool(applied)
 
     async def user_seconds(self, subscription_id: str, period: str) -> dict[str, dict[Zone, int]]:
         """Billable seconds per user and zone (outbound, non-free calls) in `period`."""

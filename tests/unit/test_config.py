@@ -6,10 +6,10 @@ import pytest
 
 from rater.config import ConfigError, Settings, Topics
 
-# SPEC §3, in its order
+# SPEC §3, in its order, then §13's
 SPEC_TOPICS = ["calls.cdr", "calls.attempts", "calls.decisions", "calls.rated",
                "billing.overage-charges", "subscriptions.events", "subscriptions.alerts",
-               "calls.dlq"]
+               "calls.dlq", "billing.adjustments"]
 
 
 def test_spec_defaults_with_an_empty_environment() -> None:
