@@ -10,11 +10,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from rater.cli import demo, history, inputs, ops, rebuild, topics, worker
+from rater.cli import console, demo, history, inputs, ops, rebuild, topics, worker
 from rater.cli.errors import CliError
 from rater.config import ConfigError, Settings
 
-COMMAND_FAMILIES = (worker, topics, inputs, demo, ops, rebuild, history)
+COMMAND_FAMILIES = (worker, topics, inputs, demo, ops, rebuild, history, console)
 
 
 def build_parser() -> argparse.ArgumentParser:
