@@ -68,6 +68,11 @@ async def respond_csv(request: Any, route: str, open_download: Any) -> aiohttp_w
         log.warning("%s: Redis failed: %s", route, exc)
         return json_response(503, {"error": "store_unavailable",
                                    "detail": "counter store unavailable"})
+    except Exception:
+        log.exception("%s: unexpected failure", route)
+        metrics.HTTP_REQUESTS.labels(route, "500").inc()
+        return json_response(500, {"error": "internal_error",
+                                   "detail": "unexpected server error"})
     return await stream_csv(request, route, download)
 
 

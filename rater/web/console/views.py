@@ -19,7 +19,7 @@ from rater.web.console.forms import CallsQuery, payg_choice
 from rater.web.console.rendering import environment, path_segment
 from rater.web.console.sessions import Session, SessionStore, new_secret, same_secret
 from rater.web.errors import MAX_BODY_BYTES, ApiError
-from rater.web.history_api import HistoryApi
+from rater.web.history_api import CsvDownload, HistoryApi
 from rater.web.history_views import stream_csv
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,9 @@ class Console:
             log.warning("console: Redis failed: %s", exc)
             return self.error(503, "the counter store is not answering; try again later",
                               session)
+        except Exception:
+            log.exception("console: %s failed", request.path)
+            return self.error(500, "unexpected server error", session)
 
     async def form(self, request: Any) -> Mapping[str, str] | None:
         """A urlencoded form of at most 64 KiB; None when larger."""
@@ -223,11 +226,18 @@ class Console:
         return await self.page(request, build)
 
     async def calls_csv(self, request: Any, subscription_id: str) -> aiohttp_web.StreamResponse:
-        async def build(session: Session) -> aiohttp_web.StreamResponse:
-            query = CallsQuery.from_form(request.query)
-            download = await self.history.open_calls_csv(session.principal, subscription_id,
-                                                         query.filters())
-            return await stream_csv(request, "console:calls.csv", download,
-                                    {"X-Content-Type-Options": "nosniff"})
+        """Opened under `page` (its refusals are pages too); streamed outside it, where a
+        failure can only cut the download short."""
+        opened: list[CsvDownload] = []
 
-        return await self.page(request, build)
+        async def open_export(session: Session) -> aiohttp_web.StreamResponse:
+            query = CallsQuery.from_form(request.query)
+            opened.append(await self.history.open_calls_csv(session.principal,
+                                                            subscription_id, query.filters()))
+            return aiohttp_web.Response(status=204)  # replaced by the stream below
+
+        refusal = await self.page(request, open_export)
+        if not opened:
+            return refusal
+        return await stream_csv(request, "console:calls.csv", opened[0],
+                                {"X-Content-Type-Options": "nosniff"})
