@@ -10,6 +10,9 @@ Phases (all on one generated data set, each with its own topics / key prefix):
   f  POST /v1/authorize at a fixed rate from a separate process, beside a bare handler
   g  Redis bytes per rated CDR after rating --memory-cdrs CDRs
   h  worker RSS over a soak of --soak-s seconds
+  i  the call history: the sink's lag while the worker rates flat out; the calls query
+     over --history-calls calls of one subscription (first and deep pages, user filter);
+     a 100,000-row CSV export's memory (benchmarks/history.py)
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from benchmarks import pipeline, redis_step
 from rater.config import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PHASES = "abcdefgh"
+PHASES = "abcdefghi"
 SWEEP = (1, 10, 50, 100, 250, 500, 1000, 2000)
 
 
@@ -69,6 +72,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--soak-rate", type=float, default=2000.0)
     p.add_argument("--web-rate", type=float, default=2000.0)
     p.add_argument("--web-s", type=float, default=10.0)
+    p.add_argument("--history-rate", type=float, default=4000.0,
+                   help="phase i: the steady CDR rate the sink's lag is watched at")
+    p.add_argument("--history-calls", type=int, default=1_000_000,
+                   help="phase i: calls of one subscription in the history table")
     p.add_argument("--no-flame", action="store_true", help="skip py-spy flame graphs")
     p.add_argument("--name", default=None, help="result file name (default: UTC time)")
     p.add_argument("--seed", type=int, default=7)
@@ -77,10 +84,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.cdrs, args.subs = min(args.cdrs, 20_000), min(args.subs, 2_000)
         args.memory_cdrs = min(args.memory_cdrs, 100_000)
         args.latency_s, args.soak_s, args.web_s = 5.0, min(args.soak_s, 10.0), 5.0
+        args.history_calls = min(args.history_calls, 200_000)
     if args.cdrs < 1000 or args.subs < 10:
         p.error("--cdrs must be >= 1000 and --subs >= 10")
     if not set(args.phases) <= set(PHASES):
         p.error(f"--phases takes letters of {PHASES}")
+    if not 200_000 <= args.history_calls <= 5_000_000:
+        p.error("--history-calls must be 200000..5000000")
     if args.soak_s > 3600 or args.latency_s > 600 or args.web_s > 600:
         p.error("phases are bounded: --soak-s <= 3600, --latency-s/--web-s <= 600")
     args.name = args.name or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -248,6 +258,32 @@ def table(res: dict[str, Any]) -> str:
     if h:
         rows.append(("h", f"worker RSS over {h['seconds']:.0f}s soak @ {h['rate_per_s']:.0f}/s",
                      f"{h['rss_start_mb']} -> {h['rss_end_mb']} MB (max {h['rss_max_mb']})"))
+    i = res.get("i_history")
+    if i:
+        for sink in i["sinks"]:
+            rows.append(("i", f"sink {sink['sink']}: rating CDR/s, max sink lag",
+                         f"{sink['rating_cdrs_per_s']:,}/s, {sink['max_lag_records']:,} records "
+                         f"({sink['max_lag_share_of_output']:.0%} of the output)"))
+            rows.append(("i", "  sink rows/s, caught up after rating ended",
+                         f"{sink['sink_rows_per_s']:,}/s, {sink['catch_up_after_rating_s']} s"))
+            rows.append(("i", "  CPU cores: worker / the rest of the machine",
+                         f"{sink['cpu_shares'].get('process', 0):.2f} / "
+                         f"{sink['cpu_shares'].get('other_cores', 0):.2f}"))
+        steady = i["steady"]
+        rows.append(("i", f"sink inside the worker at {steady['rate_per_s']:,.0f} CDR/s for "
+                          f"{steady['seconds']:.0f} s: max lag, 2nd half",
+                     f"{steady['max_lag_records']:,} / {steady['max_lag_second_half']:,} records,"
+                     f" zero {steady['drained_after_s']} s after"))
+        q = i["query"]
+        for key, label in (("first_page", "first page"), ("deep_pages", "deep pages (cursor)"),
+                           ("first_page_user", "first page, user filter"),
+                           ("deep_pages_user", "deep pages, user filter")):
+            rows.append(("i", f"calls query, {q['calls']:,} calls: {label} p50/p99",
+                         f"{q[key]['p50_ms']:.2f} / {q[key]['p99_ms']:.2f} ms"))
+        for key in ("csv_small", "csv_100k"):
+            c = q[key]
+            rows.append(("i", f"CSV export of {c['rows']:,} rows: tracemalloc peak, time",
+                         f"{c['tracemalloc_peak_kb']:,} KiB, {c['seconds']} s"))
     width = max(len(r[1]) for r in rows) if rows else 10
     lines = [f"{'':2} {'figure':<{width}}  value", f"{'':2} {'-' * width}  {'-' * 28}"]
     lines += [f"{p:2} {name:<{width}}  {value}" for p, name, value in rows]
@@ -329,6 +365,20 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         say(f"g: Redis memory after rating {args.memory_cdrs:,} CDRs")
         res["g_memory"] = await redis_step.memory_per_cdr(
             settings, data.subscriptions, args.memory_cdrs, f"bench-g-{uuid.uuid4().hex[:8]}")
+    if "i" in args.phases:
+        from benchmarks import history
+
+        say(f"i: history sink beside rating ({len(data.records):,} CDRs), then the calls "
+            f"query over {args.history_calls:,} calls and a 100,000-row CSV export")
+        res["i_history"] = {
+            "sinks": [await history.sink_keeps_up(settings, data, args.partitions, args.batch,
+                                                  separate)
+                      for separate in (False, True)],
+            "steady": await history.sink_at_steady_rate(settings, data, args.partitions,
+                                                        args.batch, args.history_rate,
+                                                        30.0 if not args.quick else 10.0),
+            "query": await history.calls_query(settings, args.history_calls, args.seed),
+        }
     if "a" in args.phases and "a_redis_step" in res:
         png = plot_sweep(res["a_redis_step"]["batch_sweep"], {},
                          RESULTS / f"batch-size-{args.name}.png")

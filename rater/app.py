@@ -23,6 +23,7 @@ from rater.service.rating import CdrBatchRater
 from rater.service.subscriptions import SubscriptionApplier
 from rater.store import RedisStore
 from rater.web.health import register_health
+from rater.web.history_wiring import register_history_web
 from rater.web.views import kafka_publisher, register_api
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,8 @@ def create_app(settings: Settings) -> tuple[Any, Runtime]:
     register_agents(app, settings, runtime.rater, runtime.decider, runtime.applier)
     register_history_sink(app, settings)
     register_health(app, runtime.store)
-    register_api(app, runtime)
+    api = register_api(app, runtime)
+    register_history_web(app, settings, runtime.store, api)  # SPEC §12: endpoints, console
     app.task(_freeze_startup_heap)
     return app, runtime
 

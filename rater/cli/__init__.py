@@ -11,11 +11,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from rater.cli import demo, history, inputs, ops, rebuild, rerate, topics, worker
+from rater.cli import console, demo, history, inputs, ops, rebuild, rerate, topics, worker
 from rater.cli.errors import CliError
 from rater.config import ConfigError, Settings
 
-COMMAND_FAMILIES = (worker, topics, inputs, demo, ops, rebuild, history, rerate)
+COMMAND_FAMILIES = (worker, topics, inputs, demo, ops, rebuild, history, rerate, console)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,8 @@ script call touches one hash slot whatever period it lands in (Redis Cluster):
 `<prefix>:{<id>}:u:<period>`   hash  billable seconds per user and zone (`<user>|d`)
 `<prefix>:{<id>}:c:<YYYYMM>`   hash  rated calls by call_id, bucketed by the UTC month of
                                       started_at (the dedupe memory of SPEC §5.8)
+`<prefix>:ba:{<account>}:subs` hash  the billing account's subscriptions: subscription id ->
+                                      billing anchor day (the console lists an account with it)
 
 The Lua scripts receive only the `sub` key and derive the others from it with the
 same names (`base_of` in lua/lib.lua, the field tables in lua/rate_batch.lua);
@@ -62,6 +64,17 @@ class KeySpace:
 
     def calls(self, subscription_id: str, started_at_ms: int) -> str:
         return f"{self.base(subscription_id)}c:{calls_bucket(started_at_ms)}"
+
+    def account_subscriptions(self, billing_account_id: str) -> str:
+        """The index of one billing account's subscriptions. Not under a subscription's
+        hash tag (it spans many), so no script writes it: `RedisStore` sets its field
+        after the upsert script applied, before the event is acknowledged."""
+        return f"{self.prefix}:ba:{{{billing_account_id}}}:subs"
+
+    @property
+    def every_account_index_key(self) -> str:
+        """A SCAN pattern matching every account index of this deployment."""
+        return f"{self.prefix}:ba:{{*"
 
     @property
     def every_subscription_key(self) -> str:

@@ -13,7 +13,8 @@ Redis"); `rater.cli.rebuild` reads the topics and calls this module:
    thresholds already crossed) and `calls.cdr` (each rated call's CDR, for the content
    fingerprint that tells a replay from a reused call id; when a CDR is no longer
    retained the fingerprint is computed without its `destination`);
-4. `rebuild_state` computes every key in the layout of `rater.store.keys` with the
+4. `rebuild_state` computes every key in the layout of `rater.store.keys` (the
+   billing accounts' subscription indexes too) with the
    expiry the rating script would give it (keys already past it are left out), and
    `write_state` deletes every key under the deployment's prefix and writes them afresh.
 
@@ -153,6 +154,8 @@ def rebuild_state(space: KeySpace, grace_ms: int, subs: dict[str, Subscription],
     state = Rebuilt()
     for plan in subs.values():
         state.hashes[space.subscription(plan.subscription_id)] = keys.subscription_fields(plan)
+        state.put(space.account_subscriptions(plan.billing_account_id), plan.subscription_id,
+                  str(plan.billing_anchor_day))
 
     rates: dict[str, str] = {}
     for message in charges:
@@ -254,8 +257,9 @@ def rebuild_state(space: KeySpace, grace_ms: int, subs: dict[str, Subscription],
 async def write_state(store: RedisStore, state: Rebuilt, report: Report, now: int) -> None:
     client = store.client
     async with redis_errors():
-        doomed = [key async for key in client.scan_iter(
-            match=store.keys.every_subscription_key, count=1000)]
+        doomed = [key for pattern in (store.keys.every_subscription_key,
+                                      store.keys.every_account_index_key)
+                  async for key in client.scan_iter(match=pattern, count=1000)]
         for start in range(0, len(doomed), WRITE_CHUNK):
             async with client.pipeline(transaction=False) as pipe:
                 for key in doomed[start:start + WRITE_CHUNK]:

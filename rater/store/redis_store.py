@@ -256,9 +256,48 @@ class RedisStore:
                 for k, a in calls:
                     await self._upsert(keys=k, args=a, client=pipe)
                 answers = await pipe.execute()
+        applied = [sub for sub, answer in zip(subs, answers, strict=True) if answer == "ok"]
+        await self._index_accounts(applied)
         for sub, answer in zip(subs, answers, strict=True):
             if answer != "ok":
                 raise ImmutableFieldError(sub.subscription_id, str(answer).partition(":")[2])
+
+    async def _index_accounts(self, subs: Sequence[Subscription]) -> None:
+        """Each applied subscription in its billing account's index (keys.py). Written
+        after the upsert and before the event is acknowledged: a crash in between
+        replays the event, which writes both again. Refused upserts are never indexed
+        (their billing account is the one the subscription may not move to)."""
+        if not subs:
+            return
+        async with redis_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for sub in subs:
+                pipe.hset(self.keys.account_subscriptions(sub.billing_account_id),
+                          sub.subscription_id, str(sub.billing_anchor_day))
+            await pipe.execute()
+
+    async def account_subscriptions(self, billing_account_id: str) -> dict[str, int]:
+        """The billing account's subscriptions: id -> billing anchor day."""
+        async with redis_errors():
+            raw = await self.client.hgetall(self.keys.account_subscriptions(billing_account_id))
+        return {sub: int(anchor) for sub, anchor in raw.items()}
+
+    async def index_every_subscription(self) -> int:
+        """Write the account index of every stored subscription (for subscriptions stored
+        before the index existed); returns how many. Safe beside running workers: the
+        billing account and anchor day come from the subscription hash itself."""
+        count = 0
+        pattern = f"{self.keys.every_subscription_key}}}:sub"
+        async with redis_errors():
+            async for key in self.client.scan_iter(match=pattern, count=1000):
+                account, anchor = await self.client.hmget(key, ["ba", "anchor"])
+                if account is None or anchor is None:
+                    continue
+                subscription_id = key[len(self.prefix) + 2:-len("}:sub")]
+                await self.client.hset(self.keys.account_subscriptions(account),
+                                       subscription_id, anchor)
+                count += 1
+        return count
 
     async def set_payg(
         self, subscription_id: str, enabled: bool, revision: int | None = None

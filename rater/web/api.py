@@ -34,7 +34,7 @@ Choices where SPEC §7 is silent (also in the docs):
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Protocol
 
 from rater import metrics
@@ -45,7 +45,7 @@ from rater.rating.outputs import decision_record
 from rater.records import CallAttempt, Zone
 from rater.service.payg import PaygNotApplied, PaygNotRecorded, PaygSwitched
 from rater.store import SubscriptionSnapshot
-from rater.web.auth import CALL_AUTHORIZER, READ_ROLES, WRITE_ROLES, TokenVerifier
+from rater.web.auth import CALL_AUTHORIZER, READ_ROLES, WRITE_ROLES, Principal, TokenVerifier
 from rater.web.documents import (
     Cursor,
     Document,
@@ -116,16 +116,14 @@ class RaterApi:
 
     async def usage(self, authorization: str | None, subscription_id: str) -> Document:
         principal = self.verifier.authenticate(authorization)
-        snapshot = await self._snapshot(subscription_id)
-        principal.require_role(snapshot.billing_account_id, READ_ROLES)
+        snapshot, _ = await self.subscription_for(principal, subscription_id, READ_ROLES)
         return usage_document(snapshot)
 
     async def usage_users(
         self, authorization: str | None, subscription_id: str, query: Mapping[str, str]
     ) -> Document:
         principal = self.verifier.authenticate(authorization)
-        snapshot = await self._snapshot(subscription_id)
-        principal.require_role(snapshot.billing_account_id, READ_ROLES)
+        snapshot, _ = await self.subscription_for(principal, subscription_id, READ_ROLES)
         limit = parse_limit(query.get("limit"))
         raw_cursor = query.get("cursor")
         if raw_cursor is None or raw_cursor == "":
@@ -139,9 +137,23 @@ class RaterApi:
         self, authorization: str | None, subscription_id: str, read_body: BodyReader
     ) -> Document:
         principal = self.verifier.authenticate(authorization)
-        snapshot = await self._snapshot(subscription_id)
-        role = principal.require_role(snapshot.billing_account_id, WRITE_ROLES)
+        _, role = await self.subscription_for(principal, subscription_id, WRITE_ROLES)
         enabled = parse_payg_body(await read_body())
+        return await self.switch_payg(principal, role, subscription_id, enabled)
+
+    # The steps below take a verified principal: the console (rater.web.console) calls
+    # them with its session's principal, so both front ends share every check and effect.
+
+    async def subscription_for(self, principal: Principal, subscription_id: str,
+                               roles: Collection[str]) -> tuple[SubscriptionSnapshot, str]:
+        """The subscription (404 when unknown) and the caller's role on its billing
+        account (403 unless one of `roles`), in this order."""
+        snapshot = await self._snapshot(subscription_id)
+        return snapshot, principal.require_role(snapshot.billing_account_id, roles)
+
+    async def switch_payg(self, principal: Principal, role: str, subscription_id: str,
+                          enabled: bool) -> Document:
+        """The audited switch (rater.service.payg), once the caller's role was checked."""
         try:
             switched = await self.payg.switch(subscription_id, enabled, principal.subject, role)
         except PaygNotRecorded as exc:

@@ -74,6 +74,7 @@ class Principal:
     subject: str
     roles: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     scopes: frozenset[str] = frozenset()
+    expires_at: int | None = None  # the token's `exp` (epoch s): a console session ends then
 
     def role_on(self, billing_account_id: str) -> str | None:
         """The caller's role on that billing account, or None."""
@@ -271,4 +272,5 @@ def _principal_from_claims(claims: Mapping[str, Any]) -> Principal:
             raise ApiError.unauthorized("malformed claims")
         scopes = frozenset(raw_scope.split())
 
-    return Principal(subject=subject, roles=MappingProxyType(roles), scopes=scopes)
+    return Principal(subject=subject, roles=MappingProxyType(roles), scopes=scopes,
+                     expires_at=int(claims["exp"]))

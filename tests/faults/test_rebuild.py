@@ -31,12 +31,14 @@ pytestmark = pytest.mark.faults
 
 
 async def dump(store: RedisStore) -> dict[str, tuple[dict[str, str], int]]:
-    """Every key of the deployment: its hash and its expiry (epoch ms)."""
+    """Every key of the deployment (the billing accounts' indexes too): its hash and its
+    expiry (epoch ms)."""
     state = {}
     now = now_ms()
-    async for key in store.client.scan_iter(match=f"{store.prefix}:{{*", count=1000):
-        ttl = await store.client.pttl(key)
-        state[key] = (await store.client.hgetall(key), now + ttl if ttl >= 0 else -1)
+    for pattern in (store.keys.every_subscription_key, store.keys.every_account_index_key):
+        async for key in store.client.scan_iter(match=pattern, count=1000):
+            ttl = await store.client.pttl(key)
+            state[key] = (await store.client.hgetall(key), now + ttl if ttl >= 0 else -1)
     return state
 
 
