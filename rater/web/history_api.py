@@ -29,15 +29,17 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import orjson
 
-from rater.history import audit, calls, charges
+from rater.history import audit, calls, charges, corrections
 from rater.history.audit import AuditEntry
 from rater.history.calls import CallFilter, CallPage, InvalidQuery
-from rater.history.charges import ChargeTotals, Total
+from rater.history.charges import ChargeTotals, Total, decimal_text
+from rater.history.corrections import AdjustmentTotal
 from rater.history.cursor import InvalidCursor, decode_cursor
 from rater.history.pool import HistoryPool, HistoryUnavailable
 from rater.rating.clock import from_ms
@@ -166,6 +168,22 @@ class CsvDownload:
 class ChargesView:
     totals: ChargeTotals
     period: str  # as asked, or the default chosen
+    adjustments: list[AdjustmentTotal]  # rerates' changes to these charges (SPEC §13)
+
+    def currencies(self) -> list[str]:
+        return sorted({t.currency for t in self.totals.by_currency}
+                      | {a.currency for a in self.adjustments})
+
+    def adjustment(self, currency: str) -> AdjustmentTotal | None:
+        return next((a for a in self.adjustments
+                     if a.currency == currency and not a.subscription_id), None)
+
+    def adjusted_amount(self, currency: str) -> str:
+        """The currency's charges plus its adjustments: what billing owes after rerates."""
+        charged = next((Decimal(t.amount) for t in self.totals.by_currency
+                        if t.currency == currency), Decimal(0))
+        adjustment = self.adjustment(currency)
+        return decimal_text(charged + (Decimal(adjustment.delta) if adjustment else 0))
 
 
 class HistoryApi:
@@ -243,7 +261,9 @@ class HistoryApi:
         chosen = period
         totals = await self._read(
             lambda pool: charges.charge_totals(pool, billing_account_id, chosen))
-        return ChargesView(totals, chosen)
+        adjustments = await self._read(
+            lambda pool: corrections.adjustment_totals(pool, billing_account_id, chosen))
+        return ChargesView(totals, chosen, adjustments)
 
     async def payg_history(self, principal: Principal, subscription_id: str,
                            query: Mapping[str, str]) -> list[AuditEntry]:
@@ -296,11 +316,14 @@ def _group(totals: Iterable[Total], currency: str, key: str) -> list[Document]:
 
 
 def charges_document(view: ChargesView) -> Document:
-    """Totals per currency; inside each, by subscription, zone, user and UTC day."""
+    """Totals per currency; inside each, by subscription, zone, user and UTC day, and the
+    adjustments of rerates beside them (SPEC §13) with the amount they come to."""
     totals = view.totals
     currencies: list[Any] = []
-    for total in totals.by_currency:
-        currency = total.currency
+    for currency in view.currencies():
+        total = next((t for t in totals.by_currency if t.currency == currency),
+                     Total(currency, "", "0.000000", 0, 0))
+        adjustment = view.adjustment(currency)
         currencies.append({
             "currency": currency,
             "amount": total.amount,
@@ -310,6 +333,15 @@ def charges_document(view: ChargesView) -> Document:
             "by_zone": _group(totals.by_zone, currency, "zone"),
             "by_user": _group(totals.by_user, currency, "user_id"),
             "by_day": _group(totals.by_day, currency, "day"),
+            "adjustments": {
+                "delta": adjustment.delta if adjustment else "0.000000",
+                "adjustments": adjustment.adjustments if adjustment else 0,
+                "by_subscription": [
+                    {"subscription_id": a.subscription_id, "delta": a.delta,
+                     "adjustments": a.adjustments}
+                    for a in view.adjustments if a.currency == currency and a.subscription_id],
+            },
+            "amount_after_adjustments": view.adjusted_amount(currency),
         })
     return {"billing_account_id": totals.billing_account_id, "period": view.period,
             "periods_from": _day(totals.period_from), "periods_before": _day(totals.period_to),

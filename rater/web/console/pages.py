@@ -16,6 +16,7 @@ import orjson
 
 from rater.history.audit import AuditEntry
 from rater.history.charges import Total
+from rater.history.corrections import AdjustmentTotal
 from rater.records import ZONES
 from rater.store import SubscriptionSnapshot
 from rater.web.auth import READ_ROLES, WRITE_ROLES, Principal
@@ -152,6 +153,9 @@ class CurrencyCosts:
     by_subscription: list[Total]
     by_zone: list[Total]
     by_user: list[Total]
+    adjustment: AdjustmentTotal | None  # rerates' changes to these charges (SPEC §13)
+    adjustments_by_subscription: list[AdjustmentTotal]
+    adjusted_amount: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +173,9 @@ async def costs_page(principal: Principal, billing_account_id: str, period: str 
     view: ChargesView = await history.charges(principal, billing_account_id, period)
     totals = view.totals
     currencies = []
-    for total in totals.by_currency:
-        currency = total.currency
+    for currency in view.currencies():
+        total = next((t for t in totals.by_currency if t.currency == currency),
+                     Total(currency, "", "0.000000", 0, 0))
 
         def mine(group: list[Total], currency: str = currency) -> list[Total]:
             return [t for t in group if t.currency == currency]
@@ -180,7 +185,10 @@ async def costs_page(principal: Principal, billing_account_id: str, period: str 
             total, charts.day_chart(currency, days, totals.period_from),
             mine(totals.by_subscription), mine(totals.by_zone),
             # the largest spenders first: an ordering, the amounts stay as written
-            sorted(mine(totals.by_user), key=lambda t: (-Decimal(t.amount), t.key))))
+            sorted(mine(totals.by_user), key=lambda t: (-Decimal(t.amount), t.key)),
+            view.adjustment(currency),
+            [a for a in view.adjustments if a.currency == currency and a.subscription_id],
+            view.adjusted_amount(currency)))
     return CostsPage(billing_account_id, principal.role_on(billing_account_id) or "",
                      view.period, totals.period_from.isoformat(),
                      totals.period_to.isoformat(), currencies)

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -42,6 +43,7 @@ from rater.rating.periods import period_of
 from rater.rating.results import CallRating, ZoneCounters
 from rater.records import Cdr, Subscription, cdr_fingerprint, decode_cdr
 from rater.store import RatingInput, RedisStore
+from rater.web.tokens import issue_token
 from tests.builders import cdr_doc, make_subscription
 from tests.integration.harness import REPO, Deployment, Worker, produce
 from tests.integration.history.support import admin_connection, drop_schema, new_schema
@@ -49,6 +51,9 @@ from tests.integration.history.support import admin_connection, drop_schema, new
 pytestmark = pytest.mark.integration
 
 ACCOUNT = "ba-rerate"
+JWT_SECRET = "rerate-test-hs256-secret-0123456789abcdef"
+JWT_ENV = {"RATER_JWT_ALGORITHM": "HS256", "RATER_JWT_KEY": JWT_SECRET,
+           "RATER_JWT_ISSUER": "rerate-test", "RATER_JWT_AUDIENCE": "rater"}
 GRACE_S = 45 * 86_400  # the previous calendar month's calls are still accepted
 BEFORE = {"licenses": 2, "domestic_minutes": 10, "international_minutes": 2,
           "domestic_rate": "0.025", "international_rate": "0.10", "increment": "60/60"}
@@ -141,7 +146,7 @@ async def rated(tmp_path: Path) -> AsyncIterator[Rerated]:
     schema = new_schema()
     deployment = Deployment(extra_env={"RATER_HISTORY_SINK": "on",
                                        "RATER_HISTORY_SCHEMA": schema,
-                                       "RATER_LATE_GRACE_S": str(GRACE_S)})
+                                       "RATER_LATE_GRACE_S": str(GRACE_S), **JWT_ENV})
     settings = deployment.settings
     await deployment.create_topics()
     worker = Worker(deployment).start()
@@ -292,6 +297,25 @@ async def test_rerate_with_a_changed_rate_increment_and_licence_count(
     copies = Counter(a["adjustment_id"] for a in emitted)
     assert set(copies.values()) == {2} and len(copies) == len(first["adjustments"])
     await wait_history(settings, "adjustments", len(first["adjustments"]))
+
+    # beside the charges they correct, in the charges endpoint (and the console's cost
+    # management, which reads the same view)
+    owner = issue_token(JWT_SECRET, subject="owner", roles={ACCOUNT: "owner"},
+                        issuer="rerate-test", audience="rater", algorithm="HS256")
+    request = urllib.request.Request(
+        f"{rated.worker.url}/v1/billing-accounts/{ACCOUNT}/charges?period={rated.period}",
+        headers={"Authorization": f"Bearer {owner}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        document = orjson.loads(answer.read())
+    by_currency = {c["currency"]: c for c in document["currencies"]}
+    for currency, fresh in fresh_charges.items():
+        if not fresh:
+            continue
+        deltas = [Decimal(a["delta"]) for a in first["adjustments"] if a["currency"] == currency]
+        entry = by_currency[currency]
+        assert Decimal(entry["adjustments"]["delta"]) == sum(deltas, Decimal(0))
+        assert entry["adjustments"]["adjustments"] == len(deltas)
+        assert Decimal(entry["amount_after_adjustments"]) == fresh
 
 
 async def test_a_killed_rerate_run_again_completes_with_nothing_doubled(
