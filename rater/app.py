@@ -13,12 +13,14 @@ from typing import Any
 
 import faust
 
+from rater.agents.sweeper import register_sweeper
 from rater.agents.wiring import register_agents
 from rater.config import Settings, faust_options
 from rater.rating.clock import now_ms
 from rater.service.decisions import AttemptDecider
 from rater.service.payg import PaygSwitcher
 from rater.service.rating import CdrBatchRater
+from rater.service.sessions import SessionService, SessionSweeper, count_expirations
 from rater.service.subscriptions import SubscriptionApplier
 from rater.store import RedisStore
 from rater.web.health import register_health
@@ -37,11 +39,13 @@ class Runtime:
     decider: AttemptDecider
     applier: SubscriptionApplier
     payg: PaygSwitcher
+    sessions: SessionService
 
 
 def create_app(settings: Settings) -> tuple[Any, Runtime]:
     app = faust.App(settings.app_id, **faust_options(settings))
     store = RedisStore.from_settings(settings)
+    store.on_expired = count_expirations
     runtime = Runtime(
         settings=settings,
         store=store,
@@ -50,8 +54,10 @@ def create_app(settings: Settings) -> tuple[Any, Runtime]:
         applier=SubscriptionApplier(store, settings),
         payg=PaygSwitcher(store, kafka_publisher(app), settings.topics.subscription_events,
                           now_ms),
+        sessions=SessionService(store, settings),
     )
     register_agents(app, settings, runtime.rater, runtime.decider, runtime.applier)
+    register_sweeper(app, SessionSweeper(store, settings), settings.session_sweep_s)
     register_health(app, runtime.store)
     register_api(app, runtime)
     app.task(_freeze_startup_heap)
