@@ -16,6 +16,9 @@ script call touches one hash slot whatever period it lands in (Redis Cluster):
 `<prefix>:sessions`            zset  subscription_id -> a time (ms) at or before the earliest
                                       deadline in its `sx` (the sweeper's registry; one key of
                                       its own, outside every subscription's hash tag)
+`<prefix>:sid:<session_id>`    string the subscription of a session id, for update and
+                                      terminate requests that do not name it (lives
+                                      `rater.store.sessions.index_ttl_ms`, renewed on use)
 
 Sessions add to the hashes above: in `p:<period>` the field `<zone letter>:res`, the
 seconds reserved in that pool by open and terminated sessions (so available =
@@ -41,7 +44,7 @@ from redis.crc import key_slot
 from rater.rating.clock import day_to_ms, from_ms
 from rater.rating.money import rate_to_micro
 from rater.rating.results import Outcome
-from rater.rating.sessions import KEEP_CLOSED_MS, SessionAnswer
+from rater.rating.sessions import KEEP_CLOSED_MS, RequestKind, SessionAnswer, SessionState
 from rater.records.shapes import Subscription, Zone
 
 ZONE_LETTER: Final[dict[Zone, str]] = {"domestic": "d", "international": "i"}
@@ -81,6 +84,9 @@ class KeySpace:
 
     def session_deadlines(self, subscription_id: str) -> str:
         return f"{self.base(subscription_id)}sx"
+
+    def session_index(self, session_id: str) -> str:
+        return f"{self.prefix}:sid:{session_id}"
 
     @property
     def session_registry(self) -> str:
@@ -166,28 +172,32 @@ def rated_call_row(
 # -------------------------------------------------------------- sessions ---
 
 # The session hash `s:<session_id>` (SPEC §11), field by field:
-#   st    state, one of SESSION_STATES
+#   st    state, a letter of SESSION_STATE_LETTER (below)
 #   z     zone letter of the pool it reserves in; per  period of its initial request (§11.8)
 #   u     user_id; val  validity_s of its grants
 #   auth  authorised_s (call seconds granted in total); used  used_s last reported
 #   res   seconds it reserves now in `p:<per>` field `<z>:res`
 #   rn    highest request_number seen ('' when none came); arn  request_number of the
 #         stored answer ('' when that request had none); k  kind of that request (i|u|t)
-#   ans   the stored answer, `session_answer_fields` (returned again on a retry)
+#   ans   the stored answer, as `session_answer` reads it (returned again on a retry)
 #   term  '1' once a terminate was accepted
 #   dl    deadline (ms) while it reserves (open or terminated), mirrored in `sx`
 #   gone  instant (ms) from which a closed, blocked or free session is forgotten: its key
 #         then answers like no key (404, and an initial request may reuse the id)
 SESSION_FIELDS: Final = ("st", "z", "per", "u", "val", "auth", "used", "res", "rn", "arn",
                          "k", "ans", "term", "dl", "gone")
-SESSION_STATES: Final[dict[str, str]] = {
-    "o": "open: holds a reservation, expires at dl = last request + validity + grace",
-    "t": "terminated: holds billable(used_s) until its CDR, or until dl = terminate + CDR wait",
-    "c": "closed by its CDR: nothing reserved",
-    "x": "expired: its reservation was released by a sweep",
-    "b": "blocked at set-up: nothing reserved",
-    "f": "free (inbound or emergency): nothing reserved, never expires by rule",
-    "e": "a free session after its terminate",
+# States (`st`), by letter:
+#   o  open: holds a reservation, expires at dl = last request + validity + grace
+#   t  terminated: holds billable(used_s) until its CDR, or until dl = terminate + CDR wait
+#   c  closed by its CDR    x  expired, released by a sweep    b  blocked at set-up
+#   f  free (inbound or emergency): reserves nothing, never expires by rule
+#   e  a free session after its terminate
+SESSION_STATE_LETTER: Final[dict[SessionState, str]] = {
+    "open": "o", "terminated": "t", "closed": "c", "expired": "x", "blocked": "b",
+    "free": "f", "ended": "e",
+}
+REQUEST_KIND_LETTER: Final[dict[RequestKind, str]] = {
+    "initial": "i", "update": "u", "terminate": "t",
 }
 # A session that stopped reserving (closed, expired, blocked, ended) is kept this long after
 # that instant, so retries get their stored answer and late requests their 404/409; a free
@@ -204,12 +214,12 @@ SESSIONS_TERMINATED_FIELD: Final = "s:t"
 
 
 def reserved_field(zone: Zone) -> str:
-    """In `p:<period>`: seconds reserved in that pool. In `sub`: reserved in that zone over
-    every period (the gauge)."""
+    """In `p:<period>`: the seconds sessions reserve in that pool."""
     return f"{ZONE_LETTER[zone]}:res"
 
 
 def subscription_reserved_field(zone: Zone) -> str:
+    """In `sub`: the seconds its sessions reserve in that zone, every period together."""
     return f"s:r:{ZONE_LETTER[zone]}"
 
 

@@ -75,7 +75,7 @@ class SessionStore:
         return self.store.keys.session_registry
 
     def index_key(self, session_id: str) -> str:
-        return f"{self.store.prefix}:sid:{session_id}"
+        return self.store.keys.session_index(session_id)
 
     # ------------------------------------------------------------ requests ---
 
