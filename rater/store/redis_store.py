@@ -7,6 +7,7 @@ Every redis-py failure leaves this module as `StoreUnavailable`.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -141,6 +142,9 @@ def rating_results(request: RatingRequest, replies: Sequence[str]) -> list[CallR
     return [r for r in results if r is not None]
 
 
+REQUEST_SLOTS = 64
+
+
 def _ignore_expirations(expired: Expirations) -> None:
     pass
 
@@ -153,6 +157,11 @@ class RedisStore:
         self.cluster = cluster
         # told of every session expiry a script made (the worker counts them in metrics)
         self.on_expired: Callable[[Expirations], None] = _ignore_expirations
+        # HTTP requests (sessions, snapshots) hold one of these while they use Redis: a burst
+        # of hundreds of requests queues here instead of exhausting redis-py's pool (100
+        # connections per node, which then fails instead of waiting); rating, the agents
+        # and the sweeper need only a few connections beside them
+        self.request_slots = asyncio.Semaphore(REQUEST_SLOTS)
         self.sessions = SessionStore(self)
         self._rate = client.register_script(source("rate_batch"))
         self._upsert = client.register_script(source("upsert_subscription"))
@@ -297,7 +306,7 @@ class RedisStore:
         """The plan and the counters of the period holding `at_ms`, after the sweep of the
         subscription's sessions expired by `now_ms` (default `at_ms`)."""
         now = at_ms if now_ms is None else now_ms
-        async with redis_errors():
+        async with self.request_slots, redis_errors():
             answer = await self._snapshot(keys=[self.sub_key(subscription_id)],
                                           args=[at_ms, now, SESSION_KEEP_MS, SESSION_SWEEP_MAX])
         if not answer:

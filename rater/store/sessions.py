@@ -89,7 +89,7 @@ class SessionStore:
         index_ttl = index_ttl_ms(policy)
         register = not request.is_free
         client = self.store.client
-        async with redis_errors():
+        async with self.store.request_slots, redis_errors():
             if self.store.cluster:
                 await client.set(self.index_key(request.session_id),
                                  request.subscription_id, px=index_ttl)
@@ -132,14 +132,14 @@ class SessionStore:
 
     async def resolve(self, session_id: str, policy: SessionPolicy) -> str | None:
         """The subscription of a session id from the index (kept alive by this read)."""
-        async with redis_errors():
+        async with self.store.request_slots, redis_errors():
             found: str | None = await self.store.client.getex(
                 self.index_key(session_id), px=index_ttl_ms(policy))
         return found
 
     async def _follow_up(self, script: Any, subscription_id: str, session_id: str,
                          args: list[Any]) -> SessionOutcome:
-        async with redis_errors():
+        async with self.store.request_slots, redis_errors():
             reply = await script(keys=[self.store.sub_key(subscription_id)], args=args)
             if reply[0] == "ok" and reply[4]:  # a deadline earlier than the session had
                 await self.store.client.zadd(self.registry, {subscription_id: int(reply[4])},
