@@ -31,7 +31,9 @@ SWEEP_BATCH = 500
 SWEEP_MAX_PER_PASS = 20_000
 SWEEP_BUDGET_S = 2.0
 # A claim outlasts every deadline a session request can register meanwhile by this much,
-# so such a registration always lowers the claim (lua/sweep_claim.lua).
+# so such a registration always lowers the claim (lua/sweep_claim.lua). Requests register
+# only deadlines within validity + grace of their time: an initial request its open
+# deadline, a terminate its CDR wait's end only when that comes before its open deadline.
 CLAIM_MARGIN_MS = 60_000
 
 
@@ -99,8 +101,9 @@ class SessionSweeper:
         self.store = store
         self.clock = clock
         policy = settings.session_policy
-        longest = max(policy.validity_s + policy.grace_s, policy.cdr_wait_s)
-        self.claim_for_ms = longest * 1000 + CLAIM_MARGIN_MS
+        # also how long a subscription waits for its next sweep when the worker that
+        # claimed it died before settling it (docs/sessions.md, the bounds)
+        self.claim_for_ms = (policy.validity_s + policy.grace_s) * 1000 + CLAIM_MARGIN_MS
 
     async def run_once(self) -> SweepPass:
         """Sweep the due subscriptions (bounded), then read the totals for the gauges."""

@@ -47,24 +47,47 @@ def user_of(session_id: str) -> str:
     return f"user-{int(session_id.rsplit('-', 1)[1]) % 7}"
 
 
-def session_url(base: str, session_id: str | None = None, action: str | None = None) -> str:
+def session_path(session_id: str | None = None, action: str | None = None) -> str:
     if session_id is None:
-        return f"{base}/v1/sessions"
-    return f"{base}/v1/sessions/{quote(session_id, safe='')}/{action}"
+        return "/v1/sessions"
+    return f"/v1/sessions/{quote(session_id, safe='')}/{action}"
 
 
-async def post_all(requests: Sequence[tuple[str, Mapping[str, Any]]], token: str,
-                   timeout_s: float = 60.0) -> list[tuple[int, Any]]:
-    """Every request at once (one connection each), answers in request order."""
+def session_url(base: str, session_id: str | None = None, action: str | None = None) -> str:
+    return base + session_path(session_id, action)
+
+
+async def post_all(urls: Sequence[str], requests: Sequence[tuple[str, Mapping[str, Any]]],
+                   token: str, timeout_s: float = 60.0) -> list[tuple[int, Any]]:
+    """Every (path, body) at once, request i to worker i mod n; answers in request order.
+
+    Like a switch with several rating servers, a request whose worker does not answer (no
+    connection, or 503 while it starts) goes again, unchanged, to the next one, until
+    `timeout_s`: a request that was served before its answer got lost is then answered
+    from the stored answer (same request number)."""
     connector = aiohttp.TCPConnector(limit=0)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    deadline = asyncio.get_running_loop().time() + timeout_s
     async with aiohttp.ClientSession(connector=connector, headers=headers,
-                                     timeout=aiohttp.ClientTimeout(total=timeout_s)) as http:
-        async def post(url: str, body: Mapping[str, Any]) -> tuple[int, Any]:
-            async with http.post(url, data=orjson.dumps(body)) as answer:
-                return answer.status, orjson.loads(await answer.read())
+                                     timeout=aiohttp.ClientTimeout(total=10)) as http:
+        async def post(index: int, path: str, body: Mapping[str, Any]) -> tuple[int, Any]:
+            attempt = 0
+            while True:
+                url = urls[(index + attempt) % len(urls)] + path
+                try:
+                    async with http.post(url, data=orjson.dumps(body)) as answer:
+                        found = answer.status, orjson.loads(await answer.read())
+                    if found[0] != 503:
+                        return found
+                except (aiohttp.ClientError, TimeoutError):
+                    found = None
+                attempt += 1
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(f"{path}: no worker answered ({found})")
+                await asyncio.sleep(0.1)
 
-        return list(await asyncio.gather(*(post(url, body) for url, body in requests)))
+        return list(await asyncio.gather(*(post(i, path, body)
+                                           for i, (path, body) in enumerate(requests))))
 
 
 @dataclass
@@ -101,8 +124,8 @@ async def set_up(urls: Sequence[str], token: str, subscription: dict[str, Any], 
         body = {"session_id": sid, "subscription_id": burst.sub_id,
                 "user_id": user_of(sid), "direction": "outbound", "zone": "domestic",
                 "requested_s": requested_s, "request_number": 0}
-        requests.append((session_url(urls[i % len(urls)]), body))
-    for (_, body), (status, answer) in zip(requests, await post_all(requests, token),
+        requests.append((session_path(), body))
+    for (_, body), (status, answer) in zip(requests, await post_all(urls, requests, token),
                                            strict=True):
         assert status == 200, (status, answer)
         assert set(answer) == ANSWER_FIELDS, answer
@@ -117,14 +140,18 @@ class CallEnd:
     cdr_first: bool  # the CDR comes before the terminate
 
 
-def plan_ends(burst: Burst, seed: int) -> list[CallEnd]:
-    """Every permitted call ends within its grant: some at the grant, some earlier; half of
-    them send their CDR before their terminate."""
+def plan_ends(burst: Burst, seed: int, cdr_first: float = 0.5,
+              abandoned: float = 0.0) -> list[CallEnd]:
+    """The permitted calls end within their grant: some at the grant, some earlier; a
+    share `cdr_first` sends its CDR before its terminate; a share `abandoned` never ends
+    (a switch that stopped reporting: no terminate, no CDR)."""
     rnd = random.Random(seed)
     ends = []
     for sid, granted in sorted(burst.permitted().items()):
+        if rnd.random() < abandoned:
+            continue
         duration = granted if rnd.random() < 0.5 else rnd.randint(1, granted)
-        ends.append(CallEnd(sid, duration, rnd.random() < 0.5))
+        ends.append(CallEnd(sid, duration, rnd.random() < cdr_first))
     return ends
 
 
@@ -140,10 +167,9 @@ async def end_calls(settings: Settings, urls: Sequence[str], token: str, burst: 
     """Terminates (concurrently) and CDRs (through Kafka) in each call's order; the rated
     calls by call id."""
     async def terminate(group: Sequence[CallEnd]) -> None:
-        requests = [(session_url(urls[i % len(urls)], e.session_id, "terminate"),
-                     {"used_s": e.duration_s, "request_number": 1})
-                    for i, e in enumerate(group)]
-        for status, answer in await post_all(requests, token):
+        requests = [(session_path(e.session_id, "terminate"),
+                     {"used_s": e.duration_s, "request_number": 1}) for e in group]
+        for status, answer in await post_all(urls, requests, token, timeout_s):
             assert status == 200, (status, answer)
             assert (answer["decision"], answer["final"]) == ("permit", True), answer
 
