@@ -23,7 +23,7 @@ script call touches one hash slot whatever period it lands in (Redis Cluster):
 Sessions add to the hashes above: in `p:<period>` the field `<zone letter>:res`, the
 seconds reserved in that pool by open and terminated sessions (so available =
 included - used - res in one read); in `sub` the subscription's session totals
-(`SESSIONS_OPEN_FIELD`, `SESSIONS_TERMINATED_FIELD`, `reserved_field(zone)`) that the
+(`SESSIONS_OPEN_FIELD`, `SESSIONS_RESERVING_FIELD`, `reserved_field(zone)`) that the
 gauges add up and that tell `rate_batch` whether a CDR can close a session at all.
 
 The Lua scripts receive only the `sub` key (and the sweeper's scripts the registry) and
@@ -208,9 +208,12 @@ SESSION_KEEP_MS: Final = KEEP_CLOSED_MS
 # over are released by the next script or sweep (meanwhile the pool looks smaller, never
 # larger).
 SESSION_SWEEP_MAX: Final = 1000
-# `sub` hash fields: the subscription's session totals, kept by the session scripts.
+# `sub` hash fields: the subscription's session totals, kept by the session scripts: open
+# sessions, and every session that reserves (open or terminated; terminated = the
+# difference). `rate_batch` reads only the second, beside the plan: a subscription
+# without it has no session a CDR could close.
 SESSIONS_OPEN_FIELD: Final = "s:o"
-SESSIONS_TERMINATED_FIELD: Final = "s:t"
+SESSIONS_RESERVING_FIELD: Final = "s:n"
 
 
 def reserved_field(zone: Zone) -> str:

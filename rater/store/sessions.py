@@ -193,7 +193,7 @@ class SessionStore:
 
     async def totals(self) -> SessionTotals:
         """Every registered subscription's totals added up (at most TOTALS_MAX of them)."""
-        fields = [keys.SESSIONS_OPEN_FIELD, keys.SESSIONS_TERMINATED_FIELD,
+        fields = [keys.SESSIONS_OPEN_FIELD, keys.SESSIONS_RESERVING_FIELD,
                   *(keys.subscription_reserved_field(zone) for zone in ZONES)]
         client = self.store.client
         async with redis_errors():
@@ -206,7 +206,7 @@ class SessionStore:
                     pipe.hmget(self.store.sub_key(sub), fields)
                 for values in await pipe.execute():
                     opened += int(values[0] or 0)
-                    terminated += int(values[1] or 0)
+                    terminated += int(values[1] or 0) - int(values[0] or 0)
                     for zone, value in zip(ZONES, values[2:], strict=True):
                         reserved[zone] += int(value or 0)
         return SessionTotals(opened, terminated, reserved, min(len(members), TOTALS_MAX),

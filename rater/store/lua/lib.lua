@@ -207,7 +207,8 @@ end
 -- Give back everything an open or terminated session holds and take it off the queue.
 local function session_release(sub_key, base, sid, s)
   session_reserve(sub_key, base, s, -s.res)
-  if s.st == 'o' then add_or_drop(sub_key, 's:o', -1) else add_or_drop(sub_key, 's:t', -1) end
+  if s.st == 'o' then add_or_drop(sub_key, 's:o', -1) end
+  add_or_drop(sub_key, 's:n', -1)
   redis.call('ZREM', base .. 'sx', sid)
 end
 

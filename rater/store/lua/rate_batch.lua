@@ -74,17 +74,17 @@ local subs = {}
 -- rates: with many subscriptions nearly every CDR loads its own plan, and each field of
 -- an HMGET reply costs as much as a third of a call. A subscription's other zone is
 -- read on the first CDR that needs it (the plan cannot change during the script).
--- `sessions` counts its open and terminated sessions: only then can a CDR close one, so
--- a subscription without sessions costs no extra call per CDR.
+-- `sessions` counts its open and terminated sessions (keys.SESSIONS_RESERVING_FIELD): only
+-- then can a CDR close one, so a subscription without sessions costs no call per CDR.
 local function load_plan(key, z)
   local zf = ZONE_FIELDS[z]
   local v = call('HMGET', key, 'ba', 'cur', 'lic', 'payg', 'anchor', 'inc_m', 'inc_i',
-    zf.min, zf.rate, zf.rmu, 's:o', 's:t')
+    zf.min, zf.rate, zf.rmu, 's:n')
   if not v[1] then return nil end
   local sub = {ba = v[1], cur = v[2], lic = tonumber(v[3]), payg = v[4] == '1',
     anchor = tonumber(v[5]), inc_m = tonumber(v[6]), inc_i = tonumber(v[7]),
     base = base_of(key), zones = {[z] = true},
-    sessions = (tonumber(v[11]) or 0) + (tonumber(v[12]) or 0)}
+    sessions = tonumber(v[11]) or 0}
   sub[zf.min] = tonumber(v[8])
   sub[zf.rate] = v[9]
   sub[zf.rmu] = v[10]

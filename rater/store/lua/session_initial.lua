@@ -64,5 +64,6 @@ add_or_drop(sub_key, 's:r:' .. zone, reserved)
 redis.call('PEXPIRE', pool_key, int_text(math.max(end_ms + late_grace + period_keep - now,
   period_keep)), 'NX')
 add_or_drop(sub_key, 's:o', 1)
+add_or_drop(sub_key, 's:n', 1)
 redis.call('ZADD', base .. 'sx', deadline, sid)
 return {'ok', answer, expired_validity, expired_wait, int_text(deadline)}

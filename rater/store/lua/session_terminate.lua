@@ -45,8 +45,7 @@ local _, included, used_included, reserved_all = session_pool(sub, base, s.per, 
 local available = included - used_included - reserved_all + s.res
 local reserved = held_seconds(used, available, sub.payg, sub.inc_m, sub.inc_i)
 session_reserve(sub_key, base, s, reserved - s.res)
-add_or_drop(sub_key, 's:o', -1)
-add_or_drop(sub_key, 's:t', 1)
+add_or_drop(sub_key, 's:o', -1) -- still reserving: 's:n' stays
 local deadline = now + cdr_wait * 1000
 local answer = answer_text('p', used, true, 0, 'terminated', now)
 redis.call('HSET', key, 'st', 't', 'used', used, 'res', reserved, 'rn', highest,

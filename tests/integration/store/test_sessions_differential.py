@@ -203,7 +203,8 @@ class Pair:
             plan = await client.hgetall(self.store.sub_key(sub_id))
             totals = self.model.sessions.totals(sub_id)
             assert int(plan.get(layout.SESSIONS_OPEN_FIELD, 0)) == totals.open
-            assert int(plan.get(layout.SESSIONS_TERMINATED_FIELD, 0)) == totals.terminated
+            assert int(plan.get(layout.SESSIONS_RESERVING_FIELD, 0)) == (
+                totals.open + totals.terminated)
             for zone in ("domestic", "international"):
                 field_name = layout.subscription_reserved_field(zone)  # type: ignore[arg-type]
                 assert int(plan.get(field_name, 0)) == totals.reserved_s.get(zone, 0)  # type: ignore[call-overload]
