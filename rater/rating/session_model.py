@@ -78,7 +78,7 @@ class ModelSession:
 
 
 @dataclass(slots=True)
-class SessionTotals:
+class SubscriptionTotals:
     """A subscription's sessions as the gauges count them."""
 
     open: int = 0
@@ -244,8 +244,8 @@ class SessionBook:
             if sub_id == subscription_id:
                 yield session_id, session
 
-    def totals(self, subscription_id: str) -> SessionTotals:
-        totals = SessionTotals()
+    def totals(self, subscription_id: str) -> SubscriptionTotals:
+        totals = SubscriptionTotals()
         for _, session in self.of(subscription_id):
             if session.state == "open":
                 totals.open += 1
