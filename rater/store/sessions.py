@@ -221,10 +221,11 @@ class SessionStore:
 
 
 def index_ttl_ms(policy: SessionPolicy) -> int:
-    """The session-id index outlives the longest a session can go between two requests
-    (validity and grace while open, the CDR wait once terminated) and its keep time."""
-    longest = max(policy.validity_s + policy.grace_s, policy.cdr_wait_s)
-    return longest * 1000 + SESSION_KEEP_MS
+    """The session-id index outlives the longest an open session can go between two
+    requests (validity and grace; every lookup renews it) and then the keep time of an
+    ended session, for retries. A set-up a second keeps about 1,200 of them at the
+    defaults; a request that comes later than that for an ended session gets 404."""
+    return (policy.validity_s + policy.grace_s) * 1000 + SESSION_KEEP_MS
 
 
 def _number(value: int | None) -> str | int:
