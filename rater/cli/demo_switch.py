@@ -52,6 +52,9 @@ class SessionClient:
     async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         async with self.http.post(self.base + path, data=orjson.dumps(body)) as answer:
             doc: dict[str, Any] = orjson.loads(await answer.read())
+            if doc.get("error") == "auth_not_configured":
+                raise CliError("the running worker checks no bearer tokens (started before "
+                               "make run gave it the demo key?): make stop, then make run")
             if answer.status != 200:
                 raise CliError(f"HTTP {answer.status} from POST {path}: {doc.get('error')}: "
                                f"{doc.get('detail')}", 1)
