@@ -12,6 +12,10 @@ STACK := deploy/local/stack
 DATA := rater-data
 WORKER_PID := $(DATA)/worker.pid
 WORKER_LOG := $(DATA)/worker.log
+# `make run`'s worker checks bearer tokens with a demo HS256 secret generated once into
+# rater-data/; the demo's switch signs its token with the same secret.
+DEMO_KEY := $(DATA)/demo-jwt.key
+DEMO_JWT := RATER_JWT_ALGORITHM=HS256 RATER_JWT_KEY=@$(DEMO_KEY) RATER_JWT_ISSUER=rater-demo RATER_JWT_AUDIENCE=rater-demo
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
@@ -73,12 +77,13 @@ lint: venv
 
 run: venv stack-up
 	mkdir -p $(DATA)
+	$(BIN)/rater console demo-key $(DEMO_KEY)
 	$(BIN)/rater topics create
 	@if [ -s $(WORKER_PID) ] && kill -0 "$$(cat $(WORKER_PID))" 2>/dev/null; then \
 	    echo "worker already running (pid $$(cat $(WORKER_PID)))"; \
 	else \
 	    echo "starting rater worker (log $(WORKER_LOG))"; \
-	    setsid bash -c 'echo $$$$ >"$$0"; exec "$$@"' $(WORKER_PID) \
+	    $(DEMO_JWT) RATER_HISTORY_SINK=on setsid bash -c 'echo $$$$ >"$$0"; exec "$$@"' $(WORKER_PID) \
 	        $(BIN)/rater worker </dev/null >>$(WORKER_LOG) 2>&1 & \
 	    for i in $$(seq 1 120); do \
 	        pid="$$(cat $(WORKER_PID) 2>/dev/null || true)"; \
@@ -95,14 +100,19 @@ run: venv stack-up
 	fi
 	$(BIN)/rater demo generate --out $(DATA)/demo
 	$(BIN)/rater subscriptions load $(DATA)/demo/subscriptions.json --wait 60
+	$(DEMO_JWT) $(BIN)/rater demo switch --dir $(DATA)/demo
 	$(BIN)/rater replay $(DATA)/demo/cdrs.jsonl
-	$(BIN)/rater demo report --expect 2003 --wait 90
+	$(BIN)/rater demo report --dir $(DATA)/demo --wait 90
 	@echo
 	@echo "The worker keeps running (pid $$(cat $(WORKER_PID)), log $(WORKER_LOG))."
 	@echo "  topics:   calls.cdr -> calls.rated, billing.overage-charges, subscriptions.alerts, calls.dlq"
 	@echo "  API:      http://127.0.0.1:$(RATER_WEB_PORT)/v1/... (readiness /readyz, liveness /healthz)"
+	@echo "  tokens:   $(DEMO_JWT) $(BIN)/rater token --sub me --secret --scope call_authorizer"
 	@echo "  metrics:  http://127.0.0.1:$(RATER_WEB_PORT)/metrics"
 	@echo "  stop it:  make stop"
+	@echo
+	@echo "The console (call history, cost management, the PAYG switch), signed in as:"
+	@$(DEMO_JWT) $(BIN)/rater console links
 
 stop:
 	@if [ -s $(WORKER_PID) ] && pid="$$(cat $(WORKER_PID))" && kill -0 "$$pid" 2>/dev/null; then \

@@ -13,6 +13,7 @@ from typing import Any
 
 import faust
 
+from rater.agents.sweeper import register_sweeper
 from rater.agents.wiring import register_agents
 from rater.config import Settings, faust_options
 from rater.history.service import register_history_sink
@@ -20,6 +21,7 @@ from rater.rating.clock import now_ms
 from rater.service.decisions import AttemptDecider
 from rater.service.payg import PaygSwitcher
 from rater.service.rating import CdrBatchRater
+from rater.service.sessions import SessionService, SessionSweeper, count_expirations
 from rater.service.subscriptions import SubscriptionApplier
 from rater.store import RedisStore
 from rater.web.health import register_health
@@ -39,11 +41,13 @@ class Runtime:
     decider: AttemptDecider
     applier: SubscriptionApplier
     payg: PaygSwitcher
+    sessions: SessionService
 
 
 def create_app(settings: Settings) -> tuple[Any, Runtime]:
     app = faust.App(settings.app_id, **faust_options(settings))
     store = RedisStore.from_settings(settings)
+    store.on_expired = count_expirations
     runtime = Runtime(
         settings=settings,
         store=store,
@@ -52,9 +56,11 @@ def create_app(settings: Settings) -> tuple[Any, Runtime]:
         applier=SubscriptionApplier(store, settings),
         payg=PaygSwitcher(store, kafka_publisher(app), settings.topics.subscription_events,
                           now_ms),
+        sessions=SessionService(store, settings),
     )
     register_agents(app, settings, runtime.rater, runtime.decider, runtime.applier)
     register_history_sink(app, settings)
+    register_sweeper(app, SessionSweeper(store, settings), settings.session_sweep_s)
     register_health(app, runtime.store)
     api = register_api(app, runtime)
     register_history_web(app, settings, runtime.store, api)  # SPEC §12: endpoints, console

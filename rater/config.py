@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from rater.jwt_key import load_verification_key
+from rater.rating.sessions import SessionPolicy
 
 
 class ConfigError(ValueError):
@@ -98,6 +99,12 @@ class Settings:
     history_sink: str = "off"
     history_retention_months: int = 25
     history_batch_max: int = 5000
+    # credit-control sessions (SPEC §11)
+    session_quota_s: int = 300
+    session_validity_s: int = 600
+    session_grace_s: int = 30
+    session_cdr_wait_s: int = 3600
+    session_sweep_s: float = 5.0
 
     @property
     def topics(self) -> Topics:
@@ -119,6 +126,11 @@ class Settings:
         return self.app_id
 
     @property
+    def session_policy(self) -> SessionPolicy:
+        return SessionPolicy(self.session_validity_s, self.session_grace_s,
+                             self.session_cdr_wait_s)
+
+    @property
     def auth_configured(self) -> bool:
         return self.jwt_key is not None
 
@@ -134,6 +146,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         reader = _Reader(env)
+        quota = reader.integer("RATER_SESSION_QUOTA_S", 300, 1, 86_400)
         settings = cls(
             kafka_bootstrap=reader.text("RATER_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
             redis_url=reader.text("RATER_REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -165,6 +178,11 @@ class Settings:
             history_retention_months=reader.integer(
                 "RATER_HISTORY_RETENTION_MONTHS", 25, 2, 1200),
             history_batch_max=reader.integer("RATER_HISTORY_BATCH_MAX", 5000, 1, 100_000),
+            session_quota_s=quota,
+            session_validity_s=reader.integer("RATER_SESSION_VALIDITY_S", 2 * quota, 1, 172_800),
+            session_grace_s=reader.integer("RATER_SESSION_GRACE_S", 30, 0, 3600),
+            session_cdr_wait_s=reader.integer("RATER_SESSION_CDR_WAIT_S", 3600, 1, 7 * 86_400),
+            session_sweep_s=reader.decimal_seconds("RATER_SESSION_SWEEP_S", 5.0),
         )
         settings.validate()
         return settings
@@ -189,6 +207,9 @@ class Settings:
             raise ConfigError(
                 "RATER_JWT_ISSUER and RATER_JWT_AUDIENCE are required when RATER_JWT_KEY is set"
             )
+        if self.session_sweep_s <= 0:
+            raise ConfigError(
+                f"RATER_SESSION_SWEEP_S: must be above 0 seconds, got {self.session_sweep_s}")
         if self.jwt_key is not None:
             try:
                 load_verification_key(self.jwt_algorithm, self.jwt_key)

@@ -1,4 +1,6 @@
-"""Demo data for `make run`: subscriptions and CDRs dated in the current period."""
+"""Demo data for `make run`: subscriptions, the calls a switch tries to set up, and the
+CDRs of those that took place (rater.cli.demo_switch decides which), dated in the
+current period."""
 
 from __future__ import annotations
 
@@ -36,16 +38,17 @@ def subscriptions(count: int = 12, seed: int = 7) -> list[dict[str, Any]]:
     return subs
 
 
-def cdr_lines(subs: list[dict[str, Any]], count: int = 2000, seed: int = 11) -> list[bytes]:
-    """CDRs from the last few hours (always inside the current period), with some junk."""
-    import orjson
-
+def planned_calls(subs: list[dict[str, Any]], count: int = 2000,
+                  seed: int = 11) -> list[dict[str, Any]]:
+    """The calls a switch will try to set up: CDR-shaped, `duration_s` the seconds each
+    would last if nothing cut it, from the last few hours (inside the current period),
+    oldest first."""
     rnd = random.Random(seed)
     now = now_ms()
-    lines: list[bytes] = []
+    calls = []
     for i in range(count):
         sub = rnd.choice(subs)
-        cdr = {
+        calls.append({
             "call_id": f"demo-call-{i:06d}",
             "subscription_id": sub["subscription_id"],
             "user_id": f"user-{rnd.randint(1, 5)}",
@@ -54,15 +57,29 @@ def cdr_lines(subs: list[dict[str, Any]], count: int = 2000, seed: int = 11) -> 
             "direction": "outbound" if rnd.random() < 0.85 else "inbound",
             "zone": "domestic" if rnd.random() < 0.8 else "international",
             "emergency": rnd.random() < 0.01,
-        }
+        })
+    calls.sort(key=lambda call: (call["started_at"], call["call_id"]))
+    return calls
+
+
+def cdr_lines(cdrs: list[dict[str, Any]]) -> list[bytes]:
+    """The CDRs of the calls that took place, with a replay now and then (which must change
+    nothing) and some junk (which must be dead-lettered)."""
+    import orjson
+
+    lines: list[bytes] = []
+    for i, cdr in enumerate(cdrs):
         lines.append(orjson.dumps(cdr))
-        if i % 500 == 0:  # a replayed CDR: must change nothing
+        if i % 500 == 0:
             lines.append(orjson.dumps(cdr))
     lines += [
         b"this is not json",
         b'{"call_id": "demo-bad-1", "subscription_id": "demo-sub-000", "duration_s": -5}',
         orjson.dumps({"call_id": "demo-bad-2", "subscription_id": "no-such-sub",
-                      "user_id": "u", "started_at": format_ms(now), "duration_s": 10,
+                      "user_id": "u", "started_at": format_ms(now_ms()), "duration_s": 10,
                       "direction": "outbound", "zone": "domestic"}),
     ]
     return lines
+
+
+JUNK_LINES = 3  # the dead letters cdr_lines adds

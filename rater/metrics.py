@@ -101,6 +101,60 @@ READY = Gauge(
     registry=REGISTRY,
 )
 
+# Credit-control sessions (SPEC §11). The two gauges are deployment-wide: every worker's
+# sweeper adds up the session totals Redis keeps (rater.service.sessions), so every worker
+# reports the same value; aggregate them with max, never sum.
+SESSIONS = Gauge(
+    "rater_sessions",
+    "Sessions holding a reservation in the whole deployment, by state (open, terminated: "
+    "waiting for its CDR), as of this worker's last sweep.",
+    ["state"],
+    registry=REGISTRY,
+)
+SESSION_RESERVED_SECONDS = Gauge(
+    "rater_session_reserved_seconds",
+    "Seconds reserved by sessions in the whole deployment, by zone, as of this worker's last "
+    "sweep.",
+    ["zone"],
+    registry=REGISTRY,
+)
+SESSION_REQUESTS = Counter(
+    "rater_session_requests_total",
+    "Session requests, by request (initial, update, terminate), result (permit, block, or "
+    "error) and reason (the answer's reason, or the error code).",
+    ["request", "result", "reason"],
+    registry=REGISTRY,
+)
+SESSION_REQUEST_SECONDS = Histogram(
+    "rater_session_request_duration_seconds",
+    "Latency of session requests, request in to answer out, by request.",
+    ["request"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+    registry=REGISTRY,
+)
+SESSION_EXPIRATIONS = Counter(
+    "rater_session_expirations_total",
+    "Sessions whose reservation was released because they expired, by rule (validity: an "
+    "open session not updated in time; cdr_wait: a terminated session whose CDR never came).",
+    ["rule"],
+    registry=REGISTRY,
+)
+SESSIONS_CLOSED_BY_CDR = Counter(
+    "rater_sessions_closed_by_cdr_total",
+    "Sessions whose reservation was released by the rating of their call's CDR.",
+    registry=REGISTRY,
+)
+# every bounded label of the session families shows from the start, at 0: `increase()` in
+# the alert rules then sees the first expirations as an increase
+for _state in ("open", "terminated"):
+    SESSIONS.labels(_state)
+for _zone in ("domestic", "international"):
+    SESSION_RESERVED_SECONDS.labels(_zone)
+for _rule in ("validity", "cdr_wait"):
+    SESSION_EXPIRATIONS.labels(_rule)
+for _request in ("initial", "update", "terminate"):
+    SESSION_REQUEST_SECONDS.labels(_request)
+
 
 def exposition() -> tuple[bytes, str]:
     """The body and content type of `GET /metrics`."""

@@ -201,12 +201,13 @@ def make_attempt(
 def make_snapshot(
     *, payg: bool = False, used: int = 0, overage_s: int = 0, unbilled_s: int = 0,
     overage_micro: int = 0, licenses: int = 1, minutes: int = 2, intl_minutes: int = 0,
+    reserved: int = 0,
 ) -> SubscriptionSnapshot:
     return SubscriptionSnapshot(
         subscription_id="sub-1", billing_account_id="ba-1", currency="EUR", licenses=licenses,
         payg_enabled=payg, billing_anchor_day=1, increment=Increment(60, 60),
         included_minutes={"domestic": minutes, "international": intl_minutes},
         period="2026-11-01", period_end_ms=1_796_083_200_000,
-        zones={"domestic": ZoneCounters(used, overage_s, unbilled_s, overage_micro),
+        zones={"domestic": ZoneCounters(used, overage_s, unbilled_s, overage_micro, reserved),
                "international": ZoneCounters()},
     )

@@ -83,8 +83,8 @@ def format_usage(doc: dict[str, Any]) -> str:
         f"PAYG {'on' if doc['payg_enabled'] else 'off'}  currency {doc['currency']}",
         "",
     ]
-    header = ("zone", "included", "used", "remaining", "overage", "unbilled",
-              f"overage {doc['currency']}", "status")
+    header = ("zone", "included", "used", "remaining", "reserved", "available", "overage",
+              "unbilled", f"overage {doc['currency']}", "status")
     rows = [header]
     for zone, z in doc["zones"].items():
         rows.append((
@@ -92,6 +92,8 @@ def format_usage(doc: dict[str, Any]) -> str:
             f"{z['included_s']}s ({_minutes(z['included_s'])})",
             f"{z['used_included_s']}s",
             f"{z['remaining_s']}s ({_minutes(z['remaining_s'])})",
+            f"{z['reserved_s']}s",  # by credit-control sessions (docs/sessions.md)
+            f"{z['available_s']}s",
             f"{z['overage_s']}s",
             f"{z['unbilled_s']}s",
             z["overage_amount"],
@@ -99,7 +101,7 @@ def format_usage(doc: dict[str, Any]) -> str:
         ))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
     for row in rows:
-        cells = [str(cell).ljust(w) if i in (0, 7) else str(cell).rjust(w)
+        cells = [str(cell).ljust(w) if i in (0, len(header) - 1) else str(cell).rjust(w)
                  for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)

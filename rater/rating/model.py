@@ -4,7 +4,8 @@ It is the oracle the Redis/Lua engine is tested against, and the tool to
 rebuild expected totals from a CDR file. Check order is §5.10's:
 unknown subscription, future timestamp, period closed, duplicates. Duplicates
 are found within the start month and the months either side (`start_month`),
-the horizon the Redis layout keeps.
+the horizon the Redis layout keeps. Credit-control sessions (SPEC §11) are in
+`sessions` (rater.rating.session_model); a new CDR closes its call's session.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rater.rating.increments import billable_seconds
 from rater.rating.money import overage_amount, to_micro
 from rater.rating.periods import period_of
 from rater.rating.results import AlertCrossing, CallRating, Rejection, ZoneCounters
+from rater.rating.session_model import SessionBook
 from rater.rating.split import FREE, split_call, thresholds_reached
 from rater.rating.subscription_rules import check_upsert
 from rater.records.shapes import Cdr, Subscription, Zone
@@ -29,6 +31,11 @@ class ReferenceRater:
     # rated calls by (subscription, call_id, start month): ids are remembered per month
     rated: dict[tuple[str, str, int], tuple[str, CallRating]] = field(default_factory=dict)
     alerted: set[tuple[str, str, Zone, int]] = field(default_factory=set)
+    # credit-control sessions (SPEC §11); their reservations are in `counters`
+    sessions: SessionBook = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sessions = SessionBook(self)
 
     def upsert(self, subscription: Subscription) -> None:
         """ImmutableFieldError when it would change the billing account or currency."""
@@ -82,6 +89,8 @@ class ReferenceRater:
                 )
             return _replayed(seen_rating)
         rating = self._rate_new(cdr, sub, period.name, rated_at_ms)
+        rating.session = self.sessions.close_by_cdr(cdr.subscription_id, cdr.call_id,
+                                                    clock.now_ms)
         self.rated[(cdr.subscription_id, cdr.call_id, month)] = (fingerprint, rating)
         return rating
 
@@ -157,7 +166,7 @@ def _free_rating(sub: Subscription, period: str, billable: int, rated_at_ms: int
 
 
 def _replayed(rating: CallRating) -> CallRating:
-    return replace(rating, replayed=True)
+    return replace(rating, replayed=True, session="")
 
 
 def _with_payg(sub: Subscription, enabled: bool) -> Subscription:

@@ -1,7 +1,7 @@
 """Every output record of SPEC §4 (field names are the contract), and the subscription
 events the rater itself publishes: rated call and charge, threshold alert, decision,
-dead letter, `payg.changed`, `subscription.upserted`, and the adjustment of a rerate
-(§13). Plain dicts, ready for orjson."""
+session answer (§11), dead letter, `payg.changed`, `subscription.upserted`, and the adjustment
+of a rerate (§13). Plain dicts, ready for orjson."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rater.rating.decision import Decision
 from rater.rating.ids import alert_id, charge_id, uuid5_url
 from rater.rating.money import format_micro, format_signed_micro
 from rater.rating.results import AlertCrossing, CallRating
+from rater.rating.sessions import SessionAnswer
 from rater.records.shapes import CallAttempt, Cdr, Subscription
 
 Record = dict[str, Any]
@@ -89,6 +90,20 @@ def decision_record(attempt: CallAttempt, decision: Decision, decided_at_ms: int
         "max_duration_s": decision.max_duration_s,
         "reason": decision.reason,
         "decided_at": format_ms(decided_at_ms),
+    }
+
+
+def session_answer(session_id: str, subscription_id: str, answer: SessionAnswer) -> Record:
+    """The answer to a session request (SPEC §11); a retry gets the same values again."""
+    return {
+        "session_id": session_id,
+        "subscription_id": subscription_id,
+        "decision": answer.decision,
+        "granted_s": answer.granted_s,
+        "final": answer.final,
+        "validity_s": answer.validity_s,
+        "reason": answer.reason,
+        "expires_at": format_ms(answer.expires_at_ms),
     }
 
 

@@ -11,6 +11,7 @@ Outcome = Literal["included", "overage", "exhausted", "blocked", "free"]
 RejectReason = Literal[
     "invalid", "unknown_subscription", "future_timestamp", "period_closed", "conflicting_duplicate"
 ]
+SessionEffect = Literal["", "closed", "validity", "cdr_wait"]
 THRESHOLDS: tuple[int, ...] = (80, 100)
 
 
@@ -41,9 +42,13 @@ class CallRating:
     currency: str
     alerts: tuple[AlertCrossing, ...] = ()
     replayed: bool = False  # True when this is the stored result of an earlier rating
+    # what rating it did to the session whose id is the call_id (SPEC §11.5, §11.6): ""
+    # none, "closed" released its reservation, "validity" / "cdr_wait" found it expired by
+    # that rule and released it as expired. A replay touches no session.
+    session: SessionEffect = ""
 
     def same_as(self, other: CallRating) -> bool:
-        """Equal apart from `replayed`: what a replay must reproduce exactly."""
+        """Equal apart from `replayed` and `session`: what a replay must reproduce exactly."""
         return (self.period, self.billable_s, self.included_s, self.overage_s, self.unbilled_s,
                 self.outcome, self.amount_micro, self.rate_per_minute, self.rated_at_ms,
                 self.billing_account_id, self.currency, self.alerts) == (
@@ -60,6 +65,7 @@ class ZoneCounters:
     overage_s: int = 0
     unbilled_s: int = 0
     overage_micro: int = 0
+    reserved_s: int = 0  # held by open and terminated sessions (SPEC §11.2)
 
 
 @dataclass(slots=True)

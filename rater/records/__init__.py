@@ -11,6 +11,9 @@ from rater.records.decode import (
     decode_attempt,
     decode_cdr,
     decode_subscription_event,
+    session_initial_from_document,
+    session_terminate_from_document,
+    session_update_from_document,
     subscription_from_document,
 )
 from rater.records.schemas import InvalidRecord, parse_json, validate
@@ -22,6 +25,9 @@ from rater.records.shapes import (
     Increment,
     PaygChange,
     Plan,
+    SessionInitial,
+    SessionTerminate,
+    SessionUpdate,
     Subscription,
     Zone,
 )
@@ -36,6 +42,9 @@ __all__ = [
     "InvalidRecord",
     "PaygChange",
     "Plan",
+    "SessionInitial",
+    "SessionTerminate",
+    "SessionUpdate",
     "Subscription",
     "Zone",
     "attempt_from_document",
@@ -45,6 +54,9 @@ __all__ = [
     "decode_subscription_event",
     "parse_json",
     "parse_timestamp",
+    "session_initial_from_document",
+    "session_terminate_from_document",
+    "session_update_from_document",
     "subscription_from_document",
     "validate",
 ]

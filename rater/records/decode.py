@@ -12,7 +12,17 @@ from functools import cache
 from typing import Any
 
 from rater.records.schemas import parse_json, validate, validator
-from rater.records.shapes import CallAttempt, Cdr, Increment, PaygChange, Plan, Subscription
+from rater.records.shapes import (
+    CallAttempt,
+    Cdr,
+    Increment,
+    PaygChange,
+    Plan,
+    SessionInitial,
+    SessionTerminate,
+    SessionUpdate,
+    Subscription,
+)
 from rater.records.timestamps import parse_timestamp, timestamp_fast
 
 
@@ -179,4 +189,41 @@ def decode_subscription_event(raw: bytes, max_bytes: int = 65_536) -> Subscripti
         role=doc.get("role"),
         at=doc.get("at"),
         revision=doc.get("revision"),
+    )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def session_initial_from_document(document: Any, default_requested_s: int) -> SessionInitial:
+    doc = validate("session_initial", document)
+    return SessionInitial(
+        session_id=doc["session_id"],
+        subscription_id=doc["subscription_id"],
+        user_id=doc["user_id"],
+        direction=doc["direction"],
+        zone=doc["zone"],
+        emergency=doc.get("emergency", False),
+        requested_s=_int(doc.get("requested_s", default_requested_s)),
+        request_number=_optional_int(doc.get("request_number")),
+    )
+
+
+def session_update_from_document(document: Any, default_requested_s: int) -> SessionUpdate:
+    doc = validate("session_update", document)
+    return SessionUpdate(
+        used_s=_int(doc["used_s"]),
+        requested_s=_int(doc.get("requested_s", default_requested_s)),
+        request_number=_optional_int(doc.get("request_number")),
+        subscription_id=doc.get("subscription_id"),
+    )
+
+
+def session_terminate_from_document(document: Any) -> SessionTerminate:
+    doc = validate("session_terminate", document)
+    return SessionTerminate(
+        used_s=_int(doc["used_s"]),
+        request_number=_optional_int(doc.get("request_number")),
+        subscription_id=doc.get("subscription_id"),
     )

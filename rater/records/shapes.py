@@ -97,3 +97,40 @@ class PaygChange:
     role: str | None
     at: str | None
     revision: int | None = None  # set by the API: an event no newer than Redis changes nothing
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInitial:
+    """`POST /v1/sessions` (SPEC §11): decide and reserve for a call being set up."""
+
+    session_id: str  # the call_id its CDR will carry
+    subscription_id: str
+    user_id: str
+    direction: Direction
+    zone: Zone
+    emergency: bool
+    requested_s: int
+    request_number: int | None
+
+    @property
+    def is_free(self) -> bool:
+        return self.direction == "inbound" or self.emergency
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdate:
+    """`POST /v1/sessions/{id}/update`: the call's answered seconds so far, and more asked."""
+
+    used_s: int
+    requested_s: int
+    request_number: int | None
+    subscription_id: str | None  # optional: otherwise found from the session id
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTerminate:
+    """`POST /v1/sessions/{id}/terminate`: the call's final answered seconds."""
+
+    used_s: int
+    request_number: int | None
+    subscription_id: str | None

@@ -23,8 +23,10 @@ class AttemptDecider(Step):
     async def decide(self, attempt: CallAttempt) -> Decision:
         if attempt.is_free:  # permitted whatever the subscription's state: no Redis needed
             return decide(attempt, None)
-        at = attempt.at_ms if attempt.at_ms is not None else self.clock()
-        snapshot = await self.store.snapshot(attempt.subscription_id, at)
+        now = self.clock()
+        at = attempt.at_ms if attempt.at_ms is not None else now
+        # `remaining` less what sessions reserve (SPEC §11), expired ones released first
+        snapshot = await self.store.snapshot(attempt.subscription_id, at, now)
         return decide(attempt, snapshot.pool_state(attempt.zone) if snapshot else None)
 
     async def decide_batch(self, records: Sequence[SourceRecord]) -> BatchOutput:

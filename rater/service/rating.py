@@ -111,6 +111,10 @@ class CdrBatchRater(Step):
         if rating.replayed:
             tally.outcomes["duplicate"] += 1
             return
+        if rating.session == "closed":
+            tally.sessions_closed += 1
+        elif rating.session:
+            tally.session_expirations[rating.session] += 1
         tally.outcomes[rating.outcome] += 1
         for kind, seconds in (("included", rating.included_s), ("overage", rating.overage_s),
                               ("unbilled", rating.unbilled_s)):

@@ -22,6 +22,8 @@ class Tally:
     decisions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     subscription_events: Counter[str] = field(default_factory=Counter)
     rating_batch_size: int = 0  # CDRs in the batch, when the batch was a rating batch
+    sessions_closed: int = 0  # sessions released by their call's CDR (SPEC §11.5)
+    session_expirations: Counter[str] = field(default_factory=Counter)  # by rule
 
     def publish(self, elapsed_s: float) -> None:
         """Count the batch; `elapsed_s` is from taking it to its acknowledgement."""
@@ -45,3 +47,7 @@ class Tally:
             metrics.DECISIONS.labels(decision, reason, channel).inc(n)
         for kind, n in self.subscription_events.items():
             metrics.SUBSCRIPTION_EVENTS.labels(kind).inc(n)
+        if self.sessions_closed:
+            metrics.SESSIONS_CLOSED_BY_CDR.inc(self.sessions_closed)
+        for rule, n in self.session_expirations.items():
+            metrics.SESSION_EXPIRATIONS.labels(rule).inc(n)

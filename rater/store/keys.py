@@ -12,9 +12,25 @@ script call touches one hash slot whatever period it lands in (Redis Cluster):
                                       started_at (the dedupe memory of SPEC §5.8)
 `<prefix>:ba:{<account>}:subs` hash  the billing account's subscriptions: subscription id ->
                                       billing anchor day (the console lists an account with it)
+`<prefix>:{<id>}:s:<session>`  hash  one credit-control session (SPEC §11): `SESSION_FIELDS`
+`<prefix>:{<id>}:sx`           zset  session_id -> deadline (ms) of every session that holds a
+                                      reservation (open or terminated): the expiry queue
+`<prefix>:sessions`            zset  subscription_id -> a time (ms) at or before the earliest
+                                      deadline in its `sx` (the sweeper's registry; one key of
+                                      its own, outside every subscription's hash tag)
+`<prefix>:sid:<session_id>`    string the subscription of a session id, for update and
+                                      terminate requests that do not name it (lives
+                                      `rater.store.sessions.index_ttl_ms`, renewed on use)
 
-The Lua scripts receive only the `sub` key and derive the others from it with the
-same names (`base_of` in lua/lib.lua, the field tables in lua/rate_batch.lua);
+Sessions add to the hashes above: in `p:<period>` the field `<zone letter>:res`, the
+seconds reserved in that pool by open and terminated sessions (so available =
+included - used - res in one read); in `sub` the subscription's session totals
+(`SESSIONS_OPEN_FIELD`, `SESSIONS_RESERVING_FIELD`, `reserved_field(zone)`) that the
+gauges add up and that tell `rate_batch` whether a CDR can close a session at all.
+
+The Lua scripts receive only the `sub` key (and the sweeper's scripts the registry) and
+derive the others from it with the same names (`base_of` in lua/lib.lua, the field
+tables in lua/rate_batch.lua and the session helpers in lua/lib.lua);
 `rater.store.rebuild` writes this layout from the topics, and the differential
 tests hold the three together.
 """
@@ -31,6 +47,7 @@ from redis.crc import key_slot
 from rater.rating.clock import day_to_ms, from_ms
 from rater.rating.money import rate_to_micro
 from rater.rating.results import Outcome
+from rater.rating.sessions import KEEP_CLOSED_MS, RequestKind, SessionAnswer, SessionState
 from rater.records.shapes import Increment, Plan, Subscription, Zone
 
 ZONE_LETTER: Final[dict[Zone, str]] = {"domestic": "d", "international": "i"}
@@ -75,6 +92,19 @@ class KeySpace:
     def every_account_index_key(self) -> str:
         """A SCAN pattern matching every account index of this deployment."""
         return f"{self.prefix}:ba:{{*"
+    def session(self, subscription_id: str, session_id: str) -> str:
+        return f"{self.base(subscription_id)}s:{session_id}"
+
+    def session_deadlines(self, subscription_id: str) -> str:
+        return f"{self.base(subscription_id)}sx"
+
+    def session_index(self, session_id: str) -> str:
+        return f"{self.prefix}:sid:{session_id}"
+
+    @property
+    def session_registry(self) -> str:
+        """The sweeper's registry: subscriptions with sessions, scored by when to look."""
+        return f"{self.prefix}:sessions"
 
     @property
     def every_subscription_key(self) -> str:
@@ -169,6 +199,77 @@ def rated_call_row(
     return "|".join((fingerprint, period, str(billable_s), str(included_s), str(overage_s),
                      str(unbilled_s), OUTCOME_LETTER[outcome], str(amount_micro),
                      str(rated_at_ms), rate))
+
+
+# -------------------------------------------------------------- sessions ---
+
+# The session hash `s:<session_id>` (SPEC §11), field by field:
+#   st    state, a letter of SESSION_STATE_LETTER (below)
+#   z     zone letter of the pool it reserves in; per  period of its initial request (§11.8)
+#   u     user_id; val  validity_s of its grants
+#   auth  authorised_s (call seconds granted in total); used  used_s last reported
+#   res   seconds it reserves now in `p:<per>` field `<z>:res`
+#   rn    highest request_number seen ('' when none came); arn  request_number of the
+#         stored answer ('' when that request had none); k  kind of that request (i|u|t)
+#   ans   the stored answer, as `session_answer` reads it (returned again on a retry)
+#   term  '1' once a terminate was accepted
+#   dl    deadline (ms) while it reserves (open or terminated), mirrored in `sx`
+#   gone  instant (ms) from which a closed, blocked or free session is forgotten: its key
+#         then answers like no key (404, and an initial request may reuse the id)
+SESSION_FIELDS: Final = ("st", "z", "per", "u", "val", "auth", "used", "res", "rn", "arn",
+                         "k", "ans", "term", "dl", "gone")
+# States (`st`), by letter:
+#   o  open: holds a reservation, expires at dl = last request + validity + grace
+#   t  terminated: holds billable(used_s) until its CDR, or until dl = terminate + CDR wait
+#   c  closed by its CDR    x  expired, released by a sweep    b  blocked at set-up
+#   f  free (inbound or emergency): reserves nothing, never expires by rule
+#   e  a free session after its terminate
+SESSION_STATE_LETTER: Final[dict[SessionState, str]] = {
+    "open": "o", "terminated": "t", "closed": "c", "expired": "x", "blocked": "b",
+    "free": "f", "ended": "e",
+}
+REQUEST_KIND_LETTER: Final[dict[RequestKind, str]] = {
+    "initial": "i", "update": "u", "terminate": "t",
+}
+# A session that stopped reserving (closed, expired, blocked, ended) is kept this long after
+# that instant, so retries get their stored answer and late requests their 404/409; a free
+# session is kept this long after its validity and grace have run out since its last request.
+# Open and terminated sessions have no expiry: a sweep releases them first (docs/sessions.md).
+SESSION_KEEP_MS: Final = KEEP_CLOSED_MS
+# A script releases at most this many due sessions of one subscription per call; any left
+# over are released by the next script or sweep (meanwhile the pool looks smaller, never
+# larger).
+SESSION_SWEEP_MAX: Final = 1000
+# `sub` hash fields: the subscription's session totals, kept by the session scripts: open
+# sessions, and every session that reserves (open or terminated; terminated = the
+# difference). `rate_batch` reads only the second, beside the plan: a subscription
+# without it has no session a CDR could close.
+SESSIONS_OPEN_FIELD: Final = "s:o"
+SESSIONS_RESERVING_FIELD: Final = "s:n"
+
+
+def reserved_field(zone: Zone) -> str:
+    """In `p:<period>`: the seconds sessions reserve in that pool."""
+    return f"{ZONE_LETTER[zone]}:res"
+
+
+def subscription_reserved_field(zone: Zone) -> str:
+    """In `sub`: the seconds its sessions reserve in that zone, every period together."""
+    return f"s:r:{ZONE_LETTER[zone]}"
+
+
+def session_answer(text: str) -> SessionAnswer:
+    """The stored answer `p|300|0|600|included|<expires_at_ms>` (granted empty when null),
+    as the session scripts write it (`answer_text` in lua/lib.lua)."""
+    decision, granted, final, validity, reason, expires = text.split("|")
+    return SessionAnswer(
+        decision="permit" if decision == "p" else "block",
+        granted_s=int(granted) if granted else None,
+        final=final == "1",
+        validity_s=int(validity),
+        reason=reason,  # type: ignore[arg-type]  # written by the scripts from SessionReason
+        expires_at_ms=int(expires),
+    )
 
 
 # ------------------------------------------------------------- lifetimes ---

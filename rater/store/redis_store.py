@@ -7,8 +7,9 @@ Every redis-py failure leaves this module as `StoreUnavailable`.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,13 +23,21 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from rater.config import Settings
 from rater.rating.clock import RatingClock
 from rater.rating.decision import PoolState
-from rater.rating.results import AlertCrossing, CallRating, Rejection, ZoneCounters
+from rater.rating.results import (
+    AlertCrossing,
+    CallRating,
+    Rejection,
+    SessionEffect,
+    ZoneCounters,
+)
+from rater.rating.sessions import Expirations
 from rater.rating.subscription_rules import ImmutableFieldError
 from rater.records.shapes import ZONES, Cdr, Increment, Subscription, Zone
 from rater.store import keys
 from rater.store.errors import redis_errors
-from rater.store.keys import KEEP_MS, ZONE_LETTER, KeySpace
+from rater.store.keys import KEEP_MS, SESSION_KEEP_MS, SESSION_SWEEP_MAX, ZONE_LETTER, KeySpace
 from rater.store.scripts import source
+from rater.store.sessions import SessionStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +78,23 @@ class SubscriptionSnapshot:
     period: str
     period_end_ms: int
     zones: dict[Zone, ZoneCounters] = field(default_factory=dict)
+    expired: Expirations = field(default_factory=Expirations)  # released first (§11.6)
 
     def pool_s(self, zone: Zone) -> int:
         return self.licenses * self.included_minutes[zone] * 60
 
     def remaining_s(self, zone: Zone) -> int:
+        """Included seconds not used yet (SPEC §5.5), reservations aside."""
         return max(0, self.pool_s(zone) - self.zones[zone].used_included_s)
 
+    def available_s(self, zone: Zone) -> int:
+        """What a decision may still grant (SPEC §11.2): remaining less what sessions hold."""
+        counters = self.zones[zone]
+        return max(0, self.pool_s(zone) - counters.used_included_s - counters.reserved_s)
+
     def pool_state(self, zone: Zone) -> PoolState:
-        return PoolState(self.remaining_s(zone), self.payg_enabled, self.increment)
+        """§6's view of the pool: its `remaining` subtracts the reservations (SPEC §11)."""
+        return PoolState(self.available_s(zone), self.payg_enabled, self.increment)
 
 
 class RerateChange(Protocol):
@@ -104,12 +121,15 @@ def _kind(cdr: Cdr) -> str:
     return f"{ZONE_LETTER[cdr.zone]}{direction}{int(cdr.emergency)}"
 
 
+SESSION_EFFECTS: tuple[SessionEffect, ...] = ("", "closed", "validity", "cdr_wait")
+
+
 def _parse_result(row: list[Any]) -> CallRating | Rejection:
     if row[0] == "x":
         return Rejection(row[1], row[2])
     alerts = []
-    for i in range(int(row[12])):
-        at = 13 + i * 5
+    for i in range(int(row[13])):
+        at = 14 + i * 5
         alerts.append(
             AlertCrossing(row[at], row[1], int(row[at + 1]), int(row[at + 2]),
                           int(row[at + 3]), int(row[at + 4]))
@@ -128,6 +148,7 @@ def _parse_result(row: list[Any]) -> CallRating | Rejection:
         currency=row[11],
         alerts=tuple(alerts),
         replayed=row[0] == "d",
+        session=SESSION_EFFECTS[int(row[12])],
     )
 
 
@@ -140,12 +161,27 @@ def rating_results(request: RatingRequest, replies: Sequence[str]) -> list[CallR
     return [r for r in results if r is not None]
 
 
+REQUEST_SLOTS = 64
+
+
+def _ignore_expirations(expired: Expirations) -> None:
+    pass
+
+
 class RedisStore:
     def __init__(self, client: Any, prefix: str, cluster: bool = False) -> None:
         self.client = client
         self.prefix = prefix
         self.keys = KeySpace(prefix)
         self.cluster = cluster
+        # told of every session expiry a script made (the worker counts them in metrics)
+        self.on_expired: Callable[[Expirations], None] = _ignore_expirations
+        # HTTP requests (sessions, snapshots) hold one of these while they use Redis: a burst
+        # of hundreds of requests queues here instead of exhausting redis-py's pool (100
+        # connections per node, which then fails instead of waiting); rating, the agents
+        # and the sweeper need only a few connections beside them
+        self.request_slots = asyncio.Semaphore(REQUEST_SLOTS)
+        self.sessions = SessionStore(self)
         self._rate = client.register_script(source("rate_batch"))
         self._upsert = client.register_script(source("upsert_subscription"))
         self._set_payg = client.register_script(source("set_payg"))
@@ -220,7 +256,7 @@ class RedisStore:
             # the batch travels as one JSON argument and comes back as one JSON reply:
             # no per-field argument packing or reply parsing on either side
             args = [clock.now_ms, clock.grace_ms, clock.future_tolerance_ms, rated_at_ms,
-                    KEEP_MS, orjson.dumps(cdrs)]
+                    KEEP_MS, SESSION_KEEP_MS, orjson.dumps(cdrs)]
             request.calls.append((indexes, list(key_index), args))
         return request
 
@@ -330,12 +366,20 @@ class RedisStore:
         payg, revision = answer
         return payg == "1", int(revision)
 
-    async def snapshot(self, subscription_id: str, at_ms: int) -> SubscriptionSnapshot | None:
-        async with redis_errors():
-            answer = await self._snapshot(keys=[self.sub_key(subscription_id)], args=[at_ms])
+    async def snapshot(self, subscription_id: str, at_ms: int,
+                       now_ms: int | None = None) -> SubscriptionSnapshot | None:
+        """The plan and the counters of the period holding `at_ms`, after the sweep of the
+        subscription's sessions expired by `now_ms` (default `at_ms`)."""
+        now = at_ms if now_ms is None else now_ms
+        async with self.request_slots, redis_errors():
+            answer = await self._snapshot(keys=[self.sub_key(subscription_id)],
+                                          args=[at_ms, now, SESSION_KEEP_MS, SESSION_SWEEP_MAX])
         if not answer:
             return None
-        period, end_ms, plan_flat, counters_flat = answer
+        period, end_ms, plan_flat, counters_flat, expired_validity, expired_wait = answer
+        expired = Expirations(int(expired_validity), int(expired_wait))
+        if expired:
+            self.on_expired(expired)
         plan = dict(zip(plan_flat[::2], plan_flat[1::2], strict=True))
         counters = dict(zip(counters_flat[::2], counters_flat[1::2], strict=True))
         zones: dict[Zone, ZoneCounters] = {}
@@ -345,6 +389,7 @@ class RedisStore:
                 overage_s=int(counters.get(keys.overage_field(zone), 0)),
                 unbilled_s=int(counters.get(keys.unbilled_field(zone), 0)),
                 overage_micro=int(counters.get(keys.amount_field(zone), 0)),
+                reserved_s=int(counters.get(keys.reserved_field(zone), 0)),
             )
         return SubscriptionSnapshot(
             subscription_id=subscription_id,
@@ -359,6 +404,7 @@ class RedisStore:
             period=period,
             period_end_ms=int(end_ms),
             zones=zones,
+            expired=expired,
         )
 
     async def apply_rerate(self, subscription_id: str, rerate_id: str, period: str,

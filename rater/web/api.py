@@ -20,6 +20,10 @@ Choices where SPEC §7 is silent (also in the docs):
   period, i.e. the instant the next period starts (`2026-12-01T00:00:00Z`).
 * `overage_amount` is a decimal string with six places (`"0.050000"`), as on
   the charge records.
+* Each zone of the usage document also says what credit-control sessions hold
+  (SPEC §11): `reserved_s`, and `available_s` = included - used - reserved (never
+  below 0), what a decision may still grant. `remaining_s` keeps its meaning of
+  §5.5 (included not used yet), and `status` stays about the pool being empty.
 * The users report's cursor is opaque (base64url of the period and an offset).
   It pins the period, so paging that straddles a period change stays in the
   period it started in. `limit` is 1..1000 (default 100). A malformed `limit`

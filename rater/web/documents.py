@@ -35,7 +35,7 @@ Document = dict[str, Any]
 
 def parse_attempt(body: bytes) -> CallAttempt:
     """A call attempt (SPEC §4) from a request body; ApiError 422 when it is not one."""
-    document = _parse_json(body)
+    document = parse_json_body(body)
     try:
         return attempt_from_document(document)
     except InvalidRecord as exc:
@@ -44,7 +44,7 @@ def parse_attempt(body: bytes) -> CallAttempt:
 
 def parse_payg_body(body: bytes) -> bool:
     """`{"enabled": bool}` exactly: no other field, no 0/1, no strings."""
-    document = _parse_json(body)
+    document = parse_json_body(body)
     if not isinstance(document, dict):
         raise ApiError.invalid(_JSON_OBJECT_HINT)
     unknown = sorted(k for k in document if k != "enabled")
@@ -59,7 +59,8 @@ def parse_payg_body(body: bytes) -> bool:
     return enabled
 
 
-def _parse_json(body: bytes) -> Any:
+def parse_json_body(body: bytes) -> Any:
+    """Any JSON body; 413 over the size limit, 422 when empty or not JSON."""
     if len(body) > MAX_BODY_BYTES:  # readers check already; this guards direct callers
         raise ApiError.too_large(len(body))
     if not body.strip():
@@ -132,6 +133,8 @@ def usage_document(snapshot: SubscriptionSnapshot) -> Document:
             "included_s": snapshot.pool_s(zone),
             "used_included_s": counters.used_included_s,
             "remaining_s": remaining,
+            "reserved_s": counters.reserved_s,
+            "available_s": snapshot.available_s(zone),
             "overage_s": counters.overage_s,
             "unbilled_s": counters.unbilled_s,
             "overage_amount": format_micro(counters.overage_micro),

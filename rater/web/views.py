@@ -21,6 +21,7 @@ from rater.store import StoreUnavailable
 from rater.web.api import BodyReader, RaterApi
 from rater.web.documents import Document
 from rater.web.errors import MAX_BODY_BYTES, ApiError
+from rater.web.sessions import SessionsApi
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ ROUTE_AUTHORIZE: Final = "/v1/authorize"
 ROUTE_USAGE: Final = "/v1/subscriptions/{subscription_id}/usage"
 ROUTE_USERS: Final = "/v1/subscriptions/{subscription_id}/usage/users"
 ROUTE_PAYG: Final = "/v1/subscriptions/{subscription_id}/payg"
+ROUTE_SESSIONS: Final = "/v1/sessions"
+ROUTE_SESSION_UPDATE: Final = "/v1/sessions/{session_id}/update"
+ROUTE_SESSION_TERMINATE: Final = "/v1/sessions/{session_id}/terminate"
 
 
 def body_reader(request: Any, limit: int = MAX_BODY_BYTES) -> BodyReader:
@@ -127,8 +131,9 @@ def kafka_publisher(app: Any) -> Callable[[str, bytes, bytes], Awaitable[None]]:
 
 
 def register_api(app: Any, runtime: Any) -> RaterApi:
-    """Mount the endpoints of SPEC §7 on the Faust app; returns the API."""
+    """Mount the endpoints of SPEC §7 and §11 on the Faust app; returns the API."""
     api = RaterApi(runtime.settings, runtime.store, runtime.decider, runtime.payg)
+    sessions = SessionsApi(runtime.settings, runtime.sessions, api.verifier)
     web_app = getattr(app.web, "web_app", None)
     if web_app is not None:
         web_app.middlewares.append(json_errors)
@@ -173,6 +178,31 @@ def register_api(app: Any, runtime: Any) -> RaterApi:
             return await respond(
                 ROUTE_PAYG,
                 lambda: api.set_payg(auth_header(request), subscription_id, body_reader(request)),
+            )
+
+    @app.page(ROUTE_SESSIONS, name="v1-sessions")
+    class SessionInitialView(ApiView):
+        async def post(self, request: Any) -> Any:
+            return await respond(
+                ROUTE_SESSIONS,
+                lambda: sessions.initial(auth_header(request), body_reader(request)),
+            )
+
+    @app.page(ROUTE_SESSION_UPDATE, name="v1-session-update")
+    class SessionUpdateView(ApiView):
+        async def post(self, request: Any, session_id: str) -> Any:
+            return await respond(
+                ROUTE_SESSION_UPDATE,
+                lambda: sessions.update(auth_header(request), session_id, body_reader(request)),
+            )
+
+    @app.page(ROUTE_SESSION_TERMINATE, name="v1-session-terminate")
+    class SessionTerminateView(ApiView):
+        async def post(self, request: Any, session_id: str) -> Any:
+            return await respond(
+                ROUTE_SESSION_TERMINATE,
+                lambda: sessions.terminate(auth_header(request), session_id,
+                                           body_reader(request)),
             )
 
     return api

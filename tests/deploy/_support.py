@@ -29,6 +29,7 @@ ALERTS = (
     "RaterRevenueLeakage",
     "RaterSlowRating",
     "RaterAuthorizeSlow",
+    "RaterSessionsExpiring",
 )
 
 

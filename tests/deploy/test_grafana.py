@@ -25,6 +25,11 @@ REQUIRED_PANELS = {
     "Redis errors/s by operation": "rater_redis_errors_total",
     "Ready workers": "rater_ready",
     "Readiness by worker": "rater_ready",
+    "Sessions holding a reservation": "rater_sessions",
+    "Reserved seconds by zone": "rater_session_reserved_seconds",
+    "Session requests/s by request and result": "rater_session_requests_total",
+    "Session expirations and closes /s": "rater_session_expirations_total",
+    "Session request latency p50 / p99": "rater_session_request_duration_seconds_bucket",
 }
 
 
@@ -64,7 +69,8 @@ def test_required_panels_present(dashboard: dict[str, Any]) -> None:
 
 def test_latency_panels_show_p50_and_p99(dashboard: dict[str, Any]) -> None:
     panels = {p["title"]: p for p in _panels(dashboard)}
-    for title in ("Rating batch latency p50 / p99", "Authorize latency p50 / p99"):
+    for title in ("Rating batch latency p50 / p99", "Authorize latency p50 / p99",
+                  "Session request latency p50 / p99"):
         exprs = [t["expr"] for t in panels[title]["targets"]]
         assert any(e.startswith("histogram_quantile(0.5,") for e in exprs)
         assert any(e.startswith("histogram_quantile(0.99,") for e in exprs)

@@ -153,6 +153,7 @@ def test_rule_thresholds_match_the_contract() -> None:
         "RaterRevenueLeakage": "15m",
         "RaterSlowRating": "10m",
         "RaterAuthorizeSlow": "10m",
+        "RaterSessionsExpiring": "2m",
     }
     assert {name: rule["for"] for name, rule in rules.items()} == expected_for
     assert 'kind="unbilled"' in rules["RaterRevenueLeakage"]["expr"]
@@ -161,6 +162,7 @@ def test_rule_thresholds_match_the_contract() -> None:
     assert rules["RaterAuthorizeSlow"]["expr"].rstrip().endswith("> 0.005")
     assert "deriv(" in rules["RaterConsumerLagGrowing"]["expr"]
     assert "by (reason)" in rules["RaterDeadLettersRising"]["expr"]
+    assert 'rule="validity"' in rules["RaterSessionsExpiring"]["expr"]
 
 
 # ------------------------------------------------------------ scrape config ---

@@ -34,7 +34,8 @@ from tests.integration.harness import Deployment, consume
 pytestmark = pytest.mark.faults
 
 INTEGRATION = ["tests/integration/store", "tests/integration/test_rating_pipeline.py",
-               "tests/integration/test_api.py"]
+               "tests/integration/test_api.py", "tests/integration/test_sessions_api.py",
+               "tests/integration/test_sessions_workers.py"]
 
 
 def node_key_counts(cluster: ClusterStack) -> list[int]:
@@ -43,7 +44,8 @@ def node_key_counts(cluster: ClusterStack) -> list[int]:
 
 def test_integration_suites_on_the_cluster(fault_stack: FaultStack,
                                            cluster: ClusterStack) -> None:
-    """The rating (rules, differential, pipeline) and decision/API integration tests."""
+    """The rating (rules, differential, pipeline), decision/API and session integration tests
+    (among them 200 concurrent set-ups on a 600 s pool, with one worker and with two)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RATER_")}
     env.update(RATER_KAFKA_BOOTSTRAP=fault_stack.kafka_bootstrap, RATER_REDIS_URL=cluster.url,
                RATER_REDIS_CLUSTER="1")

@@ -171,9 +171,11 @@ def test_payg_lifecycle_block_switch_on_charge_switch_off(api: ApiDeployment) ->
         "currency": "EUR",
         "zones": {
             "domestic": {"included_s": 120, "used_included_s": 120, "remaining_s": 0,
+                         "reserved_s": 0, "available_s": 0,
                          "overage_s": 120, "unbilled_s": 60, "overage_amount": "0.050000",
                          "status": "blocked"},
             "international": {"included_s": 60, "used_included_s": 0, "remaining_s": 60,
+                              "reserved_s": 0, "available_s": 60,
                               "overage_s": 0, "unbilled_s": 0, "overage_amount": "0.000000",
                               "status": "ok"},
         },

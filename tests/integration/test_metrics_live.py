@@ -55,7 +55,9 @@ HTTP_ATTEMPT = attempt_doc(attempt_id="ops-att-http", subscription_id=ops.OFF,
 ATTEMPT_IDS = {"ops-att-1", "ops-att-2", "ops-att-3", "ops-att-4", "ops-att-5", "ops-att-http"}
 
 # families that this traffic leaves without samples, and why
-NO_SAMPLES = {"rater_redis_errors": "Redis never failed during the run"}
+NO_SAMPLES = {"rater_redis_errors": "Redis never failed during the run",
+              "rater_session_requests": "no session requests in this traffic (sessions: "
+                                        "tests/integration/test_sessions_api.py)"}
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +215,9 @@ def test_label_values_are_bounded_and_never_an_id(
         "topic": set(settings.topics.all()),
         "partition": {str(p) for p in range(deployment.partitions)},
         "type": {"subscription.upserted", "payg.changed"},
+        "state": {"open", "terminated"},
+        "rule": {"validity", "cdr_wait"},
+        "request": {"initial", "update", "terminate"},
         "le": re.compile(r"\+Inf|\d+(\.\d+)?(e[+-]?\d+)?"),
     }
     problems = []

@@ -149,3 +149,170 @@ end
 local function base_of(sub_key)
   return string.sub(sub_key, 1, -4)
 end
+
+-- -------------------------------------------------------------- sessions ---
+-- Credit-control sessions (SPEC 11). The layout is rater/store/keys.py's (SESSION_FIELDS,
+-- SESSION_STATES, the `:res` and `s:` fields); the rules are rater/rating/sessions.py's,
+-- and the session differential test holds the two together. Numbers written to Redis go
+-- through string.format('%d'): tostring would print 13-digit instants in %.14g, exact but
+-- easy to break.
+
+local SESSION_READ = {'st', 'z', 'per', 'u', 'val', 'auth', 'used', 'res', 'rn', 'arn', 'k',
+  'ans', 'term', 'dl', 'gone'}
+
+local function int_text(n)
+  return string.format('%d', n)
+end
+
+-- A session hash as a table (numbers as numbers, absent or '' as nil), or nil.
+local function load_session(key)
+  local v = redis.call('HMGET', key, unpack(SESSION_READ))
+  if not v[1] then return nil end
+  local s = {}
+  for i, name in ipairs(SESSION_READ) do
+    if v[i] and v[i] ~= '' then s[name] = v[i] end
+  end
+  s.val = tonumber(s.val)
+  s.auth = tonumber(s.auth)
+  s.used = tonumber(s.used) or 0
+  s.res = tonumber(s.res) or 0
+  s.rn = tonumber(s.rn)
+  s.arn = tonumber(s.arn)
+  s.dl = tonumber(s.dl)
+  s.gone = tonumber(s.gone)
+  return s
+end
+
+-- HINCRBY that removes the field when it comes back to 0, so an idle pool or subscription
+-- carries no session fields.
+local function add_or_drop(key, field, delta)
+  if delta ~= 0 and redis.call('HINCRBY', key, field, delta) == 0 then
+    redis.call('HDEL', key, field)
+  end
+end
+
+-- Change what a session reserves by `delta`: its pool and the subscription's zone total.
+-- The pool's `res` field stays when it comes back to 0, so the period's key, created by
+-- the initial request with its lifetime, exists as long as a session of it can; a key past
+-- that lifetime (days after its period closed) is not brought back.
+local function session_reserve(sub_key, base, s, delta)
+  if delta == 0 then return end
+  local pool_key = base .. 'p:' .. s.per
+  if redis.call('EXISTS', pool_key) == 1 then
+    redis.call('HINCRBY', pool_key, s.z .. ':res', delta)
+  end
+  add_or_drop(sub_key, 's:r:' .. s.z, delta)
+end
+
+-- Give back everything an open or terminated session holds and take it off the queue.
+local function session_release(sub_key, base, sid, s)
+  session_reserve(sub_key, base, s, -s.res)
+  if s.st == 'o' then add_or_drop(sub_key, 's:o', -1) end
+  add_or_drop(sub_key, 's:n', -1)
+  redis.call('ZREM', base .. 'sx', sid)
+end
+
+-- A session that reserves nothing any more: kept `keep_ms` for retries and late requests.
+local function session_close(key, state, now, keep_ms)
+  redis.call('HSET', key, 'st', state, 'res', 0, 'dl', '', 'gone', int_text(now + keep_ms))
+  redis.call('PEXPIRE', key, keep_ms)
+end
+
+-- Release the subscription's sessions whose deadline has come (at most `limit` of them);
+-- how many expired by validity (open) and by CDR wait (terminated). Called first by every
+-- script that decides on or reads a pool, so no reader ever sees an expired reservation.
+local function sweep_sessions(sub_key, base, now, keep_ms, limit)
+  local queue = base .. 'sx'
+  local due = redis.call('ZRANGEBYSCORE', queue, '-inf', now, 'LIMIT', 0, limit)
+  local validity, cdr_wait = 0, 0
+  for _, sid in ipairs(due) do
+    local key = base .. 's:' .. sid
+    local v = redis.call('HMGET', key, 'st', 'z', 'per', 'res')
+    if v[1] == 'o' or v[1] == 't' then
+      if v[1] == 'o' then validity = validity + 1 else cdr_wait = cdr_wait + 1 end
+      session_release(sub_key, base, sid, {st = v[1], z = v[2], per = v[3],
+        res = tonumber(v[4]) or 0})
+      session_close(key, 'x', now, keep_ms)
+    else
+      redis.call('ZREM', queue, sid)
+    end
+  end
+  return validity, cdr_wait
+end
+
+-- The earliest deadline left in the subscription's queue (text), or '' when it is empty.
+local function earliest_deadline(base)
+  local first = redis.call('ZRANGE', base .. 'sx', 0, 0, 'WITHSCORES')
+  if first[2] then return first[2] end
+  return ''
+end
+
+-- The stored answer, `keys.session_answer`'s format: decision|granted|final|validity|reason|ms
+local function answer_text(decision, granted, final, validity, reason, expires_ms)
+  local granted_text = ''
+  if granted then granted_text = int_text(granted) end
+  local final_text = '0'
+  if final then final_text = '1' end
+  return decision .. '|' .. granted_text .. '|' .. final_text .. '|' .. int_text(validity)
+    .. '|' .. reason .. '|' .. int_text(expires_ms)
+end
+
+-- max_duration_within (rater.rating.increments): the longest call that bills <= available.
+local function fits_within(available, minimum, step)
+  if available < minimum then return 0 end
+  return math.floor(available / step) * step
+end
+
+-- held_seconds: billable(used), with PAYG off capped at what is available to the session.
+local function held_seconds(used, available, payg, minimum, step)
+  local billable = billable_seconds(used, minimum, step)
+  if payg then return billable end
+  return math.min(billable, math.max(0, available))
+end
+
+-- grant (rater.rating.sessions): decision ('p'|'b'), authorised, reserved, final, reason.
+local function session_grant(initial, used, requested, available, payg, minimum, step)
+  local asked = used + requested
+  if payg then
+    local reserved = billable_seconds(asked, minimum, step)
+    if reserved <= available then return 'p', asked, reserved, false, 'included' end
+    return 'p', asked, reserved, false, 'payg'
+  end
+  local fits = math.min(asked, fits_within(available, minimum, step))
+  if fits > used then
+    return 'p', fits, billable_seconds(fits, minimum, step), fits < asked, 'included'
+  end
+  if initial then return 'b', 0, 0, true, 'exhausted' end
+  return 'p', used, held_seconds(used, available, false, minimum, step), true, 'exhausted'
+end
+
+-- check_request (rater.rating.sessions), SPEC 11.7: nil to go on, 'replay', or a refusal
+-- {code, got, before}. `kind` is 'i', 'u' or 't'; `rn` the request's number or nil.
+local function session_check(kind, s, rn, used, now)
+  if s and s.gone and s.gone <= now then s = nil end
+  if kind == 'i' then
+    if not s then return nil end
+    if s.k == 'i' and s.arn == rn then return 'replay' end
+    return {'session_exists', '', ''}
+  end
+  if not s or s.st == 'x' or ((s.st == 'o' or s.st == 't') and s.dl and s.dl <= now) then
+    return {'unknown_session', '', ''}
+  end
+  if rn then
+    if rn == s.arn and s.k == kind then return 'replay' end
+    if s.rn and rn <= s.rn then return {'out_of_order', int_text(rn), int_text(s.rn)} end
+  end
+  if s.st == 'b' then return {'blocked', '', ''} end
+  if s.term then return {'terminated', '', ''} end
+  if kind == 'u' and s.st == 'c' then return {'closed', '', ''} end
+  if used < s.used then return {'used_decreased', int_text(used), int_text(s.used)} end
+  return nil
+end
+
+-- The pool a session decides on: {key, included, used, reserved by every session}.
+local function session_pool(sub, base, period, zone_letter)
+  local key = base .. 'p:' .. period
+  local v = redis.call('HMGET', key, zone_letter .. ':used', zone_letter .. ':res')
+  return key, sub.lic * sub['min_' .. zone_letter] * 60, tonumber(v[1] or '0'),
+    tonumber(v[2] or '0')
+end

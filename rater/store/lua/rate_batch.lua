@@ -1,14 +1,18 @@
 -- Rate a batch of CDRs atomically (SPEC 5): dedupe, split, counters, thresholds.
 -- KEYS: subscription hash keys of the batch (all in one hash slot on a cluster).
--- ARGV: now_ms, grace_ms, future_ms, rated_at_ms, keep_ms, then ONE JSON array with one
+-- ARGV: now_ms, grace_ms, future_ms, rated_at_ms, keep_ms, session keep ms (keys.py
+--   SESSION_KEEP_MS), then ONE JSON array with one
 --   array of 7 fields per CDR (one argument, so a batch costs no per-field argument work):
 --   key index (into KEYS), call_id, fingerprint, user_id, started_at_ms, duration_s,
 --   kind = zone ('d'|'i') .. direction ('o'|'i') .. emergency ('0'|'1').
 -- Returns ONE JSON array (cjson) holding one array per CDR, in order:
 --   {'x', reason, detail}                                           rejected
 --   {'n'|'d', period, billable, included, overage, unbilled, outcome, amount_micro,
---    rated_at_ms, rate, billing_account_id, currency, n_alerts,
+--    rated_at_ms, rate, billing_account_id, currency, session, n_alerts,
 --    then per alert: zone, threshold, used_included_s, included_s, at_ms}   new | duplicate
+--   where session says what a new CDR did to the session whose id is its call_id (SPEC
+--   11.5): 0 nothing, 1 closed it (released its reservation), 2 / 3 found it past its
+--   deadline and released it as expired by validity / by CDR wait. A duplicate: always 0.
 -- Every number in it is an integer below 2^53 (cjson writes up to 14 significant digits;
 -- the largest, a pool of 100000 licences x 100000 minutes x 60, has 12).
 --
@@ -24,6 +28,7 @@ local grace_ms = tonumber(ARGV[2])
 local future_ms = tonumber(ARGV[3])
 local rated_at = ARGV[4]
 local keep_ms = tonumber(ARGV[5])
+local session_keep_ms = tonumber(ARGV[6])
 local ZONE = {d = 'domestic', i = 'international'}
 local OUTCOME = {i = 'included', o = 'overage', e = 'exhausted', b = 'blocked', f = 'free'}
 local THRESHOLDS = {80, 100}
@@ -69,14 +74,17 @@ local subs = {}
 -- rates: with many subscriptions nearly every CDR loads its own plan, and each field of
 -- an HMGET reply costs as much as a third of a call. A subscription's other zone is
 -- read on the first CDR that needs it (the plan cannot change during the script).
+-- `sessions` counts its open and terminated sessions (keys.SESSIONS_RESERVING_FIELD): only
+-- then can a CDR close one, so a subscription without sessions costs no call per CDR.
 local function load_plan(key, z)
   local zf = ZONE_FIELDS[z]
   local v = call('HMGET', key, 'ba', 'cur', 'lic', 'payg', 'anchor', 'inc_m', 'inc_i',
-    zf.min, zf.rate, zf.rmu)
+    zf.min, zf.rate, zf.rmu, 's:n')
   if not v[1] then return nil end
   local sub = {ba = v[1], cur = v[2], lic = tonumber(v[3]), payg = v[4] == '1',
     anchor = tonumber(v[5]), inc_m = tonumber(v[6]), inc_i = tonumber(v[7]),
-    base = base_of(key), zones = {[z] = true}}
+    base = base_of(key), zones = {[z] = true},
+    sessions = tonumber(v[11]) or 0}
   sub[zf.min] = tonumber(v[8])
   sub[zf.rate] = v[9]
   sub[zf.rmu] = v[10]
@@ -121,13 +129,13 @@ local function push_alert(result, zone_letter, t, used, pool, at_ms)
   result[#result + 1] = used
   result[#result + 1] = pool
   result[#result + 1] = at_ms
-  result[13] = result[13] + 1
+  result[14] = result[14] + 1
 end
 
 local function answer(status, stored, sub)
   return {status, stored[2], tonumber(stored[3]), tonumber(stored[4]),
     tonumber(stored[5]), tonumber(stored[6]), OUTCOME[stored[7]], stored[8], stored[9],
-    stored[10], sub.ba, sub.cur, 0}
+    stored[10], sub.ba, sub.cur, 0, 0}
 end
 
 -- A replay re-emits the alerts its first rating crossed: the flags name the crossing call.
@@ -178,8 +186,29 @@ end
 -- the run up to the next '|'); split stays the fallback for anything else.
 local STORED = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)'
 
+-- SPEC 11.5: a new CDR whose call_id is an open or terminated session of its subscription
+-- releases that session's reservation, in this same step that adds the call's usage. A
+-- session already past its deadline is released as expired instead (what a sweep would
+-- have done), and the CDR rates like one without session. Returns the `session` code.
+local function close_session(sub_key, sub, call_id)
+  local key = sub.base .. 's:' .. call_id
+  local v = call('HMGET', key, 'st', 'z', 'per', 'res', 'dl')
+  if v[1] ~= 'o' and v[1] ~= 't' then return 0 end
+  session_release(sub_key, sub.base, call_id, {st = v[1], z = v[2], per = v[3],
+    res = tonumber(v[4]) or 0})
+  sub.sessions = sub.sessions - 1
+  local deadline = tonumber(v[5])
+  if deadline and deadline <= now_ms then
+    session_close(key, 'x', now_ms, session_keep_ms)
+    if v[1] == 'o' then return 2 end
+    return 3
+  end
+  session_close(key, 'c', now_ms, session_keep_ms)
+  return 1
+end
+
 local results = {}
-local batch = cjson.decode(ARGV[6])
+local batch = cjson.decode(ARGV[7])
 for i = 1, #batch do
   local cdr = batch[i]
   local sub_key = KEYS[cdr[1]]
@@ -289,8 +318,10 @@ for i = 1, #batch do
           .. '|' .. digits[included] .. '|' .. digits[overage] .. '|' .. digits[unbilled] .. '|'
           .. outcome .. '|' .. amount .. '|' .. rated_at .. '|' .. rate)
         expire_once(calls_key, month[4] + grace_ms + keep_ms)
+        local session = 0
+        if sub.sessions > 0 then session = close_session(sub_key, sub, call_id) end
         local result = {'n', period, billable, included, overage, unbilled, OUTCOME[outcome],
-          amount, rated_at, rate, sub.ba, sub.cur, 0}
+          amount, rated_at, rate, sub.ba, sub.cur, session, 0}
         if crossed then
           for j = 1, #crossed do
             push_alert(result, zone_letter, crossed[j], used, pool, rated_at)

@@ -56,3 +56,7 @@ def test_usage_table_is_readable() -> None:
     domestic = next(line for line in lines if line.startswith("domestic"))
     assert domestic.split()[-2:] == ["0.025000", "payg"]
     assert "120s (2:00)" in domestic
+    held = format_usage(usage_document(make_snapshot(used=30, reserved=60))).splitlines()
+    assert held[3].split()[3:7] == ["remaining", "reserved", "available", "overage"]
+    assert next(line for line in held if line.startswith("domestic")).split()[6:8] == [
+        "60s", "30s"]

@@ -12,8 +12,9 @@ import pytest
 
 from rater.rating.clock import RatingClock
 from rater.rating.model import ReferenceRater
-from rater.rating.outputs import call_records, threshold_alert
+from rater.rating.outputs import call_records, session_answer, threshold_alert
 from rater.rating.results import AlertCrossing, CallRating
+from rater.rating.sessions import SessionAnswer
 from rater.records import Cdr, cdr_fingerprint
 from rater.records.schemas import SCHEMA_DIR
 from tests.builders import make_cdr, make_subscription, ms
@@ -225,3 +226,22 @@ def test_schemas_reject_a_record_with_a_missing_or_extra_field() -> None:
     del record["rated_at"]
     with pytest.raises(jsonschema.ValidationError):
         schema_validator("rated_call").validate(record)
+
+
+SESSION_ANSWER_FIELDS = ["session_id", "subscription_id", "decision", "granted_s", "final",
+                         "validity_s", "reason", "expires_at"]  # SPEC §11
+
+
+@pytest.mark.parametrize("answer", [
+    SessionAnswer("permit", 300, False, 600, "included", NOW + 600_000),
+    SessionAnswer("permit", None, False, 600, "free", NOW + 600_000),
+    SessionAnswer("block", 0, True, 0, "exhausted", NOW),
+    SessionAnswer("permit", 301, True, 0, "terminated", NOW),
+])
+def test_session_answers(answer: SessionAnswer) -> None:
+    record = session_answer("call-1", "sub-1", answer)
+    assert list(record) == SESSION_ANSWER_FIELDS
+    assert record["expires_at"].endswith("Z")
+    assert_valid("session_answer", record)
+    with pytest.raises(jsonschema.ValidationError):
+        schema_validator("session_answer").validate({**record, "reason": "maybe"})

@@ -293,8 +293,9 @@ def test_usage_document_statuses_and_amounts() -> None:
     assert doc["period"] == "2026-11-01"
     assert doc["period_end"] == "2026-12-01T00:00:00Z"
     assert doc["zones"]["domestic"] == {
-        "included_s": 120, "used_included_s": 120, "remaining_s": 0, "overage_s": 120,
-        "unbilled_s": 0, "overage_amount": "0.050000", "status": "blocked"}
+        "included_s": 120, "used_included_s": 120, "remaining_s": 0, "reserved_s": 0,
+        "available_s": 0, "overage_s": 120, "unbilled_s": 0, "overage_amount": "0.050000",
+        "status": "blocked"}
     # a zone whose pool is 0 is "pool empty" too
     assert doc["zones"]["international"]["status"] == "blocked"
     assert usage_document(snapshot(used=120, payg=True))["zones"]["domestic"]["status"] == "payg"
@@ -302,6 +303,12 @@ def test_usage_document_statuses_and_amounts() -> None:
     # licences reduced below what was used: remaining never negative
     shrunk = usage_document(snapshot(used=240, minutes=2))["zones"]["domestic"]
     assert (shrunk["remaining_s"], shrunk["status"]) == (0, "blocked")
+    # sessions' reservations: remaining keeps its §5.5 meaning, available subtracts them
+    held = usage_document(snapshot(used=30, reserved=60))["zones"]["domestic"]
+    assert (held["remaining_s"], held["reserved_s"], held["available_s"], held["status"]) == (
+        90, 60, 30, "ok")
+    overrun = usage_document(snapshot(used=90, reserved=60))["zones"]["domestic"]
+    assert (overrun["remaining_s"], overrun["available_s"]) == (30, 0)
 
 
 def test_users_page_sorting_ties_and_pagination() -> None:

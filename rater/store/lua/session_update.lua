@@ -1,0 +1,52 @@
+-- An update of a credit-control session (SPEC 11): report use, extend the grant.
+-- KEYS[1]: subscription hash. ARGV: session_id, used_s, requested_s, request_number ('' none),
+--   now_ms, validity_s, grace_s, session keep ms, sweep limit.
+-- Returns {'ok', answer, expired by validity, expired by CDR wait, deadline to register
+--   ('' when not earlier than the one it replaces)}, {'replay', stored answer} or
+--   {'refused', code, got, before}; a refused request or a replay writes nothing.
+local sub_key = KEYS[1]
+local sid = ARGV[1]
+local used = tonumber(ARGV[2])
+local requested = tonumber(ARGV[3])
+local number_text = ARGV[4]
+local number = tonumber(number_text)
+local now = tonumber(ARGV[5])
+local validity, grace = tonumber(ARGV[6]), tonumber(ARGV[7])
+local keep, limit = tonumber(ARGV[8]), tonumber(ARGV[9])
+
+local base = base_of(sub_key)
+local key = base .. 's:' .. sid
+local s = load_session(key)
+local verdict = session_check('u', s, number, used, now)
+if verdict == 'replay' then return {'replay', s.ans} end
+if verdict then return {'refused', verdict[1], verdict[2], verdict[3]} end
+-- a request without a number keeps the highest number seen, for the order of later ones
+local highest = number_text
+if not number and s.rn then highest = int_text(s.rn) end
+
+if s.st == 'f' then
+  local answer = answer_text('p', nil, false, validity, 'free', now + validity * 1000)
+  local gone = now + (validity + grace) * 1000 + keep
+  redis.call('HSET', key, 'used', used, 'rn', highest, 'arn', number_text, 'k', 'u',
+    'ans', answer, 'gone', int_text(gone))
+  redis.call('PEXPIRE', key, gone - now)
+  return {'ok', answer, 0, 0, ''}
+end
+
+-- open: every other state was refused above
+local sub = load_subscription(sub_key)
+if not sub then return {'refused', 'unknown_session', '', ''} end -- subscriptions never go
+local expired_validity, expired_wait = sweep_sessions(sub_key, base, now, keep, limit)
+local _, included, used_included, reserved_all = session_pool(sub, base, s.per, s.z)
+local available = included - used_included - reserved_all + s.res
+local _, authorised, reserved, final, reason = session_grant(
+  false, used, requested, available, sub.payg, sub.inc_m, sub.inc_i)
+session_reserve(sub_key, base, s, reserved - s.res)
+local deadline = now + (validity + grace) * 1000
+local answer = answer_text('p', authorised, final, validity, reason, now + validity * 1000)
+redis.call('HSET', key, 'val', validity, 'auth', authorised, 'used', used, 'res', reserved,
+  'rn', highest, 'arn', number_text, 'k', 'u', 'ans', answer, 'dl', int_text(deadline))
+redis.call('ZADD', base .. 'sx', deadline, sid)
+local register = ''
+if deadline < s.dl then register = int_text(deadline) end
+return {'ok', answer, expired_validity, expired_wait, register}
