@@ -35,12 +35,12 @@ RUN pip wheel --no-deps --wheel-dir /tmp/wheels . \
  && rm -rf /tmp/wheels
 
 # The record schemas must sit next to the package once installed
-# (rater/codec.py falls back to <package>/schemas); add them when the wheel
+# (rater/records/schemas.py falls back to <package>/schemas); add them when the wheel
 # does not carry them, then prove the installed package finds them (-P: not
 # the source tree in the working directory).
 RUN pkg="$(python -c 'import pathlib, rater; print(pathlib.Path(rater.__file__).parent)')" \
  && if [ ! -d "$pkg/schemas" ]; then cp -r /src/schemas "$pkg/schemas"; fi \
- && python -P -c "from rater.codec import load_schema; load_schema('cdr')" \
+ && python -P -c "from rater.records.schemas import load_schema; load_schema('cdr')" \
  && rater --help > /dev/null
 
 # ------------------------------------------------------------------ runtime ---
