@@ -123,5 +123,15 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	touch $@
 
-bench: venv $(BENCH_STAMP)
-	$(STACK) with -- $(BIN)/python -m benchmarks $(BENCH_ARGS)
+# vegeta, the compiled fixed-rate HTTP load generator of phase f, built once with Go into a
+# cache outside the repository (never committed); BENCH_TOOLS moves that cache
+VEGETA_VERSION := v12.13.0
+BENCH_TOOLS ?= $(HOME)/.cache/rater-bench
+VEGETA := $(BENCH_TOOLS)/vegeta-$(VEGETA_VERSION)/vegeta
+
+$(VEGETA):
+	@command -v go >/dev/null 2>&1 || { echo "go not found: install Go once, make bench builds vegeta with it" >&2; exit 1; }
+	GOBIN="$(abspath $(dir $(VEGETA)))" go install github.com/tsenart/vegeta/v12@$(VEGETA_VERSION)
+
+bench: venv $(BENCH_STAMP) $(VEGETA)
+	BENCH_VEGETA="$(abspath $(VEGETA))" $(STACK) with -- $(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -1,0 +1,187 @@
+"""`rater worker` with measuring probes, for phase f (benchmark only; never in production).
+
+`python -m benchmarks.probed_worker` runs exactly the worker `rater worker` runs, plus:
+
+* an event-loop lag probe: a task that sleeps `LAG_INTERVAL_S` and records how late it
+  woke up; what any request arriving at that instant waited before the loop saw it;
+* every callback the event loop runs is timed (`asyncio.Handle._run`), so the longest
+  synchronous segments are known with the task they belong to (e.g. the CDR consumer's
+  `_consume`, aiohttp's request handler), with the loop's busy share;
+* the rating batch's CPU steps (`CdrBatchRater.prepare`, `finish`) and their sizes; the
+  rating script call (`RedisStore.send_rating`) and the authorize's Redis read
+  (`RedisStore.snapshot`) as the worker awaits them, and `RaterApi.authorize` whole.
+
+`GET /bench/probe` answers the figures since the last `GET /bench/probe?reset=1`.
+The cost: two clock reads per callback and 500 probe wake-ups a second (well under 1 %
+of a core; compare the window's figures with the unprobed bare-handler baseline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from asyncio import events
+from collections.abc import Callable
+from typing import Any
+
+LAG_INTERVAL_S = 0.002
+SEGMENT_S = 0.002  # callbacks at least this long are named and kept
+MAX_VALUES = 400_000  # per series: bounded memory however long a window runs
+TOP_SEGMENTS = 12
+
+
+def percentiles(values: list[float]) -> dict[str, float | int | None]:
+    ordered = sorted(values)
+    n = len(ordered)
+
+    def at(q: float) -> float | None:
+        return round(ordered[min(n - 1, int(q * n))], 3) if n else None
+
+    return {"n": n, "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "p999": at(0.999),
+            "max": round(ordered[-1], 3) if n else None}
+
+
+class Probe:
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.since = time.monotonic()
+        self.busy_s = 0.0
+        self.callbacks = 0
+        self.series: dict[str, list[float]] = {}
+        self.segments: dict[str, list[float]] = {}  # name -> [count, total ms, max ms]
+
+    def add(self, name: str, value: float) -> None:
+        values = self.series.setdefault(name, [])
+        if len(values) < MAX_VALUES:
+            values.append(value)
+
+    def segment(self, callback: Any, seconds: float) -> None:
+        owner = getattr(callback, "__self__", None)
+        if isinstance(owner, asyncio.Task):
+            coro = owner.get_coro()
+            name = getattr(coro, "__qualname__", None) or type(coro).__name__
+        else:
+            name = getattr(callback, "__qualname__", None) or type(callback).__name__
+        ms = seconds * 1000
+        entry = self.segments.setdefault(name, [0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] += ms
+        entry[2] = max(entry[2], ms)
+        self.add("segment_ms", ms)
+
+    def report(self) -> dict[str, Any]:
+        span = max(time.monotonic() - self.since, 1e-6)
+        top = sorted(self.segments.items(), key=lambda kv: -kv[1][1])[:TOP_SEGMENTS]
+        return {
+            "seconds": round(span, 2),
+            "loop_busy_share": round(self.busy_s / span, 3),
+            "callbacks_per_s": round(self.callbacks / span),
+            "series_ms": {name: percentiles(v) for name, v in sorted(self.series.items())},
+            f"segments_over_{SEGMENT_S * 1000:.0f}ms": {
+                name: {"count": int(c), "total_ms": round(t, 1), "max_ms": round(m, 2)}
+                for name, (c, t, m) in top},
+        }
+
+
+PROBE = Probe()
+
+
+def _time_callbacks() -> None:
+    """Every event-loop callback timed: `Handle._run` is where asyncio runs them all."""
+    original = events.Handle._run
+    clock = time.perf_counter
+    threshold = SEGMENT_S
+
+    def timed_run(handle: events.Handle) -> None:
+        started = clock()
+        try:
+            original(handle)
+        finally:
+            elapsed = clock() - started
+            PROBE.busy_s += elapsed
+            PROBE.callbacks += 1
+            if elapsed >= threshold:
+                PROBE.segment(handle._callback, elapsed)  # type: ignore[attr-defined]
+
+    events.Handle._run = timed_run  # type: ignore[method-assign]
+
+
+def _timed_sync(owner: Any, name: str, series: str,
+                size: Callable[[Any, Any], int] | None = None) -> None:
+    original = getattr(owner, name)
+
+    def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        result = original(self, *args, **kwargs)
+        PROBE.add(series, (time.perf_counter() - started) * 1000)
+        if size is not None:
+            PROBE.add(series + "_size", size(args, result))
+        return result
+
+    setattr(owner, name, timed)
+
+
+def _timed_async(owner: Any, name: str, series: str) -> None:
+    original = getattr(owner, name)
+
+    async def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            PROBE.add(series, (time.perf_counter() - started) * 1000)
+
+    setattr(owner, name, timed)
+
+
+async def _lag_probe() -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + LAG_INTERVAL_S
+        await asyncio.sleep(LAG_INTERVAL_S)
+        PROBE.add("loop_lag", max(0.0, loop.time() - due) * 1000)
+
+
+def install(app: Any) -> None:
+    import faust
+    import orjson
+
+    from rater.service.rating import CdrBatchRater
+    from rater.store import RedisStore
+    from rater.web.api import RaterApi
+
+    _time_callbacks()
+    _timed_sync(CdrBatchRater, "prepare", "rating_prepare", lambda args, _: len(args[0]))
+    _timed_sync(CdrBatchRater, "finish", "rating_finish")
+    _timed_async(RedisStore, "send_rating", "redis_rating_call")
+    _timed_async(RedisStore, "snapshot", "redis_snapshot_call")
+    _timed_async(RaterApi, "authorize", "authorize_handler")
+    app.task(_lag_probe)
+
+    @app.page("/bench/probe")
+    class ProbeView(faust.web.View):  # type: ignore[misc]
+        async def get(self, request: Any) -> Any:
+            body = orjson.dumps(PROBE.report())
+            if request.query.get("reset"):
+                PROBE.reset()
+            return self.bytes(body, content_type="application/json")
+
+
+def main() -> int:
+    from rater.cli import main as rater_main
+    from rater.config import ConfigError
+
+    try:
+        from rater.app import app
+    except ConfigError as exc:
+        print(f"rater: {exc}", file=sys.stderr)
+        return 2
+    install(app)
+    return rater_main(["worker"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
