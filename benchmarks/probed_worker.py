@@ -7,6 +7,7 @@
 * every callback the event loop runs is timed (`asyncio.Handle._run`), so the longest
   synchronous segments are known with the task they belong to (e.g. the CDR consumer's
   `_consume`, aiohttp's request handler), with the loop's busy share;
+* garbage-collector pauses, by generation;
 * the rating batch's CPU steps (`CdrBatchRater.prepare`, `finish`) and their sizes; the
   rating script call (`RedisStore.send_rating`) and the authorize's Redis read
   (`RedisStore.snapshot`) as the worker awaits them, and `RaterApi.authorize` whole.
@@ -19,10 +20,13 @@ of a core; compare the window's figures with the unprobed bare-handler baseline)
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
+from array import array
 from asyncio import events
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 LAG_INTERVAL_S = 0.002
@@ -31,7 +35,7 @@ MAX_VALUES = 400_000  # per series: bounded memory however long a window runs
 TOP_SEGMENTS = 12
 
 
-def percentiles(values: list[float]) -> dict[str, float | int | None]:
+def percentiles(values: Sequence[float]) -> dict[str, float | int | None]:
     ordered = sorted(values)
     n = len(ordered)
 
@@ -50,11 +54,15 @@ class Probe:
         self.since = time.monotonic()
         self.busy_s = 0.0
         self.callbacks = 0
-        self.series: dict[str, list[float]] = {}
+        # arrays, not lists: the garbage collector does not walk them, so the probe's own
+        # figures do not lengthen the full collections it measures
+        self.series: dict[str, array[float]] = {}
         self.segments: dict[str, list[float]] = {}  # name -> [count, total ms, max ms]
 
     def add(self, name: str, value: float) -> None:
-        values = self.series.setdefault(name, [])
+        values = self.series.get(name)
+        if values is None:
+            values = self.series[name] = array("d")
         if len(values) < MAX_VALUES:
             values.append(value)
 
@@ -124,6 +132,34 @@ def _timed_sync(owner: Any, name: str, series: str,
     setattr(owner, name, timed)
 
 
+def _timed_steps(owner: Any, name: str, series: str,
+                 size: Callable[[Any], int] | None = None) -> None:
+    """A stepped computation (a generator whose value is the result): each step between
+    two pauses is `<series>_step`, their sum `<series>` (the CPU of the whole batch)."""
+    original = getattr(owner, name)
+
+    def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        inner = original(self, *args, **kwargs)
+        if size is not None:
+            PROBE.add(series + "_size", size(args))
+        total = 0.0
+        while True:
+            started = time.perf_counter()
+            try:
+                next(inner)
+            except StopIteration as done:
+                total += time.perf_counter() - started
+                PROBE.add(series + "_step", (time.perf_counter() - started) * 1000)
+                PROBE.add(series, total * 1000)
+                return done.value
+            elapsed = time.perf_counter() - started
+            total += elapsed
+            PROBE.add(series + "_step", elapsed * 1000)
+            yield
+
+    setattr(owner, name, timed)
+
+
 def _timed_async(owner: Any, name: str, series: str) -> None:
     original = getattr(owner, name)
 
@@ -135,6 +171,22 @@ def _timed_async(owner: Any, name: str, series: str) -> None:
             PROBE.add(series, (time.perf_counter() - started) * 1000)
 
     setattr(owner, name, timed)
+
+
+def _time_collections() -> None:
+    """Garbage-collector pauses: they stall whatever callback happens to allocate."""
+    import gc
+
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            PROBE.add(f"gc_gen{info.get('generation', 0)}",
+                      (time.perf_counter() - started[0]) * 1000)
+
+    gc.callbacks.append(on_gc)
 
 
 async def _lag_probe() -> None:
@@ -154,8 +206,13 @@ def install(app: Any) -> None:
     from rater.web.api import RaterApi
 
     _time_callbacks()
-    _timed_sync(CdrBatchRater, "prepare", "rating_prepare", lambda args, _: len(args[0]))
-    _timed_sync(CdrBatchRater, "finish", "rating_finish")
+    _time_collections()
+    if hasattr(CdrBatchRater, "prepare_steps"):  # the consumer runs the batch in steps
+        _timed_steps(CdrBatchRater, "prepare_steps", "rating_prepare", lambda args: len(args[0]))
+        _timed_steps(CdrBatchRater, "finish_steps", "rating_finish")
+    else:  # a rater from before the steps (BENCH_RATER_SOURCE): one segment each
+        _timed_sync(CdrBatchRater, "prepare", "rating_prepare", lambda args, _: len(args[0]))
+        _timed_sync(CdrBatchRater, "finish", "rating_finish")
     _timed_async(RedisStore, "send_rating", "redis_rating_call")
     _timed_async(RedisStore, "snapshot", "redis_snapshot_call")
     _timed_async(RaterApi, "authorize", "authorize_handler")
@@ -170,7 +227,24 @@ def install(app: Any) -> None:
             return self.bytes(body, content_type="application/json")
 
 
+def _rater_from(source: str) -> None:
+    """Import the `rater` package from `source` instead of this checkout (the editable
+    install's finder comes before PYTHONPATH, so the package is loaded by hand)."""
+    import importlib.util
+
+    root = Path(source).resolve() / "rater"
+    spec = importlib.util.spec_from_file_location(
+        "rater", root / "__init__.py", submodule_search_locations=[str(root)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["rater"] = module
+    spec.loader.exec_module(module)
+
+
 def main() -> int:
+    source = os.environ.get("BENCH_RATER_SOURCE")
+    if source:
+        _rater_from(source)
     from rater.cli import main as rater_main
     from rater.config import ConfigError
 

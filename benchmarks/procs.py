@@ -119,6 +119,8 @@ class CpuTimeline:
                if Path(f"/proc/{pid}/stat").exists()}
         row["machine_busy"], row["machine_total"] = busy, total
         row["run_delay"] = run_delay_seconds(self.pids["process"])
+        if "redis" in self.pids:  # one thread runs every command and script
+            row["redis_run_delay"] = run_delay_seconds(self.pids["redis"])
         row.setdefault("process", 0.0)
         row["pressure"] = cpu_pressure_seconds()
         self.samples.append((time.time(), row))
@@ -147,6 +149,9 @@ class CpuTimeline:
                                    - sum(out[k] for k in self.pids if k in out), 2)
         # share of the window the process's main thread waited for a CPU while runnable
         out["process_run_queue_wait"] = round((b["run_delay"] - a["run_delay"]) / span, 3)
+        if "redis_run_delay" in a and "redis_run_delay" in b:
+            out["redis_run_queue_wait"] = round(
+                (b["redis_run_delay"] - a["redis_run_delay"]) / span, 3)
         # share of the window some task on the machine waited for a CPU (PSI)
         out["cpu_pressure"] = round((b["pressure"] - a["pressure"]) / span, 3)
         return out

@@ -75,6 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steady-cdr-rate", type=float, default=5000.0,
                    help="f: CDRs/s the same worker rates meanwhile")
     p.add_argument("--web-s", type=float, default=10.0)
+    p.add_argument("--f-windows", default="alone,beside,bare",
+                   help="f: which windows run (alone, beside, bare)")
     p.add_argument("--no-flame", action="store_true", help="skip py-spy flame graphs")
     p.add_argument("--name", default=None, help="result file name (default: UTC time)")
     p.add_argument("--seed", type=int, default=7)
@@ -212,8 +214,9 @@ def window_rows(label: str, w: dict[str, Any], goal: float | None) -> list[tuple
                             ("process", "loadgen", "redis", "kafka", "bench", "other_cores"))
                  + f" (busy {c.get('machine_busy_cores', 0):.2f} of "
                  f"{c.get('machine_cores', 0):.2f})"))
-    rows.append(("f", "  worker run-queue wait / machine CPU pressure",
-                 f"{c.get('process_run_queue_wait', 0):.1%} / {c.get('cpu_pressure', 0):.1%} "
+    rows.append(("f", "  run-queue wait: worker / Redis; machine CPU pressure",
+                 f"{c.get('process_run_queue_wait', 0):.1%} / "
+                 f"{c.get('redis_run_queue_wait', 0):.1%}; {c.get('cpu_pressure', 0):.1%} "
                  "of the window"))
     probe = w.get("worker_probe")
     if probe:
@@ -232,12 +235,18 @@ def window_rows(label: str, w: dict[str, Any], goal: float | None) -> list[tuple
                           ("redis_snapshot_call", "its Redis read, as awaited"),
                           ("rating_prepare", "rating batch prepare (CPU)"),
                           ("rating_finish", "rating batch finish (CPU)"),
+                          ("rating_prepare_step", "  its longest steps: prepare"),
+                          ("rating_finish_step", "  its longest steps: finish"),
                           ("redis_rating_call", "rating script call, as awaited")):
             v = series.get(key)
             if v and v.get("n"):
                 rows.append(("f", f"  {text} p50 / p99 / max",
                              f"{_ms(v['p50'], 2)} / {_ms(v['p99'], 2)} / {_ms(v['max'])} ms "
                              f"({v['n']:,})"))
+        gcs = [(k, v) for k, v in series.items() if k.startswith("gc_gen") and v.get("n")]
+        if gcs:
+            rows.append(("f", "  GC pauses by generation: count, max",
+                         ", ".join(f"{k[2:]} {v['n']}x {_ms(v['max'], 2)} ms" for k, v in gcs)))
         size = series.get("rating_prepare_size")
         if size and size.get("n"):
             rows.append(("f", "  rating batch size p50 / max",
@@ -248,8 +257,14 @@ def window_rows(label: str, w: dict[str, Any], goal: float | None) -> list[tuple
                      f"{_ms(ping['p50'], 2)} / {_ms(ping['p99'], 2)} / {_ms(ping['max'])} ms"))
     ev = w.get("redis_evalsha")
     if ev and ev.get("calls"):
-        rows.append(("f", "  Redis scripts: calls, us per call, busy",
-                     f"{ev['calls']:,}, {ev['usec_per_call']:.0f} us, {ev['busy_share']:.1%}"))
+        rows.append(("f", "  Redis scripts: calls, mean, p99 / max under, busy",
+                     f"{ev['calls']:,}, {ev['usec_per_call']:.0f} us, "
+                     f"{ev.get('p99_us_under') or 0:,} / {ev.get('max_us_under') or 0:,} us, "
+                     f"{ev['busy_share']:.1%}"))
+    fs = w.get("redis_fsync_ms_per_second_max")
+    if fs is not None:
+        rows.append(("f", "  Redis AOF fsync >= 1 ms: seconds with one, worst",
+                     f"{len(fs)} of {w['window_s']:.0f}, {max(fs) if fs else 0} ms"))
     return rows
 
 
@@ -407,7 +422,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         flame = None if args.no_flame else RESULTS / f"flame-{args.name}-authorize.svg"
         res["f_authorize"] = await web.authorize_under_load(
             data, args.partitions, args.web_s, flame, args.web_rates, args.web_beside_rate,
-            args.steady_cdr_rate)
+            args.steady_cdr_rate, [w for w in args.f_windows.split(",") if w])
     if "g" in args.phases:
         say(f"g: Redis memory after rating {args.memory_cdrs:,} CDRs")
         res["g_memory"] = await redis_step.memory_per_cdr(

@@ -56,6 +56,7 @@ BESIDE_RATE = 1000.0  # requests/s while the same worker rates STEADY_CDR_RATE
 STEADY_CDR_RATE = 5000.0  # CDRs/s: steady rating, well below the rating peak
 WARMUP_S = 2.0  # load before each window, not counted: connections, caches, code paths
 GOALS_MS = {"alone": 10.0, "beside": 25.0}  # p99 goals of issue 12
+WINDOWS = ("alone", "beside", "bare")  # which of phase f's windows run (--f-windows)
 VEGETA_VERSION = "v12.13.0"
 
 
@@ -228,10 +229,66 @@ def probe_report(base_url: str, reset: bool = False) -> dict[str, Any]:
         return report
 
 
-async def redis_evalsha(client: Any) -> tuple[int, int]:
+async def redis_evalsha(client: Any) -> tuple[int, int, dict[int, int]]:
+    """Script calls so far: count, µs inside them, and Redis's own histogram of their
+    durations (LATENCY HISTOGRAM: calls per power-of-two µs bucket, cumulative)."""
     stats = await client.info("commandstats")
     entry = stats.get("cmdstat_evalsha", {})
-    return int(entry.get("calls", 0)), int(entry.get("usec", 0))
+    buckets: dict[int, int] = {}
+    try:
+        reply = await client.execute_command("LATENCY", "HISTOGRAM", "evalsha")
+        flat = reply[1] if isinstance(reply, list) else reply.get("evalsha", {})
+        if isinstance(flat, list):
+            flat = dict(zip(flat[::2], flat[1::2], strict=True))
+        pairs = flat.get("histogram_usec", [])
+        if isinstance(pairs, dict):
+            pairs = [x for kv in pairs.items() for x in kv]
+        buckets = {int(pairs[i]): int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+    except Exception:  # Redis < 7: no histogram
+        buckets = {}
+    return int(entry.get("calls", 0)), int(entry.get("usec", 0)), buckets
+
+
+def bucket_percentiles(before: dict[int, int], after: dict[int, int]) -> dict[str, int | None]:
+    """Upper bounds (µs) of the buckets holding p50 / p99 / the longest script of the
+    window, from the cumulative histograms before and after it."""
+    counts = sorted((edge, after.get(edge, 0) - before.get(edge, 0)) for edge in after)
+    total = counts[-1][1] if counts else 0
+    out: dict[str, int | None] = {"p50_us_under": None, "p99_us_under": None,
+                                  "max_us_under": None}
+    if total <= 0:
+        return out
+    for name, q in (("p50_us_under", 0.5), ("p99_us_under", 0.99), ("max_us_under", 1.0)):
+        out[name] = next(edge for edge, cumulative in counts if cumulative >= q * total)
+    return out
+
+
+@contextlib.asynccontextmanager
+async def fsync_monitor(client: Any) -> Any:
+    """Redis's latency monitor on for the window when it was off (1 ms threshold), so the
+    AOF fsyncs that `appendfsync always` does in Redis's one thread are seen; the
+    previous setting is put back afterwards. Yields a list that receives, at the end,
+    the per-second maxima (ms) of `aof-fsync-always` events inside the window."""
+    found: list[int] = []
+    previous = None
+    try:
+        previous = (await client.config_get("latency-monitor-threshold")).get(
+            "latency-monitor-threshold")
+        if previous == "0":
+            await client.config_set("latency-monitor-threshold", 1)
+    except Exception:
+        previous = None
+    started = time.time()
+    try:
+        yield found
+    finally:
+        try:
+            history = await client.execute_command("LATENCY", "HISTORY", "aof-fsync-always")
+            found.extend(int(ms) for stamp, ms in history if int(stamp) >= int(started))
+        except Exception:
+            pass
+        if previous == "0":
+            await client.config_set("latency-monitor-threshold", 0)
 
 
 @dataclass
@@ -256,18 +313,24 @@ class Window:
             sys.executable, "-m", "benchmarks.redis_probe", "--port", str(redis_port),
             "--seconds", str(seconds), env=bench_env(), stdout=subprocess.PIPE)
         self.timeline.add(f"redis_probe-{prober.pid}", prober.pid)
-        result = await attack(targets, rate, seconds, self.timeline, LOGS / tag)
+        if store is not None:
+            async with fsync_monitor(store.client) as fsyncs:
+                result = await attack(targets, rate, seconds, self.timeline, LOGS / tag)
+            result["redis_fsync_ms_per_second_max"] = sorted(fsyncs)
+        else:
+            result = await attack(targets, rate, seconds, self.timeline, LOGS / tag)
         out, _ = await asyncio.wait_for(prober.communicate(), 60)
         result["redis_ping_ms"] = orjson.loads(out.splitlines()[-1]) if out else None
         if self.probe_url:
             result["worker_probe"] = probe_report(self.probe_url)
         if evalsha is not None:
-            calls, usec = await redis_evalsha(store.client)
+            calls, usec, buckets = await redis_evalsha(store.client)
             calls, usec = calls - evalsha[0], usec - evalsha[1]
             # every script of every client of this Redis: rating, snapshots, others' tests
             result["redis_evalsha"] = {"calls": calls,
                                        "usec_per_call": round(usec / calls, 1) if calls else None,
-                                       "busy_share": round(usec / 1e6 / result["window_s"], 3)}
+                                       "busy_share": round(usec / 1e6 / result["window_s"], 3),
+                                       **bucket_percentiles(evalsha[2], buckets)}
         return result
 
 
@@ -279,7 +342,14 @@ def token_for_bench() -> str:
 
 
 def probed_worker(deployment: Any) -> Worker:
-    return Worker(deployment, command=[sys.executable, "-m", "benchmarks.probed_worker"])
+    """`rater worker` with the probes. BENCH_RATER_SOURCE=DIR runs the `rater` package found
+    in DIR instead of this checkout's (e.g. `git archive <commit> rater | tar -x -C DIR`):
+    before/after comparisons back to back, with the same benchmark code."""
+    env = {}
+    source = os.environ.get("BENCH_RATER_SOURCE")
+    if source:
+        env["BENCH_RATER_SOURCE"] = str(Path(source).resolve())
+    return Worker(deployment, command=[sys.executable, "-m", "benchmarks.probed_worker"], **env)
 
 
 def steady_records(data: DataSet, count: int) -> list[kafka_io.Record]:
@@ -327,46 +397,61 @@ async def authorize_under_load(data: DataSet, partitions: int, seconds: float,
                                flame: Path | None = None,
                                alone_rates: Sequence[float] = ALONE_RATES,
                                beside_rate: float = BESIDE_RATE,
-                               steady_rate: float = STEADY_CDR_RATE) -> dict[str, Any]:
+                               steady_rate: float = STEADY_CDR_RATE,
+                               windows: Sequence[str] = WINDOWS) -> dict[str, Any]:
     result: dict[str, Any] = {"goals_p99_ms": GOALS_MS, "steady_cdr_rate": steady_rate,
                               "warmup_s": WARMUP_S, "loads": {}}
+    if os.environ.get("BENCH_RATER_SOURCE"):
+        result["rater_source"] = os.environ["BENCH_RATER_SOURCE"]
     jwt_env = {"RATER_JWT_ALGORITHM": "HS256", "RATER_JWT_KEY": SECRET,
                "RATER_JWT_ISSUER": ISSUER, "RATER_JWT_AUDIENCE": AUDIENCE}
     token = token_for_bench()
-    batch = Settings.from_env({}).batch_max
     for build in TARGET_SETS:
         load: dict[str, Any] = {}
-        # alone: an idle worker (no CDRs) serving the load at each rate
-        async with rater_on_stack(partitions, None, batch, jwt_env, data) as (deployment, store):
-            worker = probed_worker(deployment).start(wait_ready=True)
-            assert worker.process is not None
-            targets = build(worker.url, data, token)
-            load["name"] = targets.name
-            path = targets.write(LOGS / f"{deployment.name}-targets.json")
-            try:
-                window = Window(worker.process.pid, worker.url)
-                for rate in alone_rates:
-                    load[f"alone_{rate:.0f}"] = await window.run(
-                        path, rate, seconds, f"{deployment.name}-{rate:.0f}", store)
-                if flame is not None:  # a window of its own: py-spy costs CPU too
-                    profiler = procs.Profiler(worker.process.pid, flame)
-                    try:
-                        await window.run(path, max(alone_rates), seconds,
-                                         f"{deployment.name}-flame", store)
-                    finally:
-                        profiler.finish()
-                    if flame.exists():
-                        load["flame_graph"] = flame.name
-            finally:
-                worker.stop()
+        name = build("http://127.0.0.1", data, token).name
+        if "alone" in windows:
+            load.update(await _alone(build, partitions, jwt_env, data, token, alone_rates,
+                                     seconds, flame))
         # beside: the same worker rates steady CDRs meanwhile
         beside_flame = flame.with_name(f"{flame.stem}-beside{flame.suffix}") if flame else None
-        load[f"beside_{beside_rate:.0f}"] = await _beside_rating(
-            build, partitions, jwt_env, data, token, beside_rate, seconds, steady_rate,
-            beside_flame)
-        result["loads"][targets.name] = load
-    result["bare"] = await _bare(data, partitions, alone_rates, seconds)
+        if "beside" in windows:
+            load[f"beside_{beside_rate:.0f}"] = await _beside_rating(
+                build, partitions, jwt_env, data, token, beside_rate, seconds, steady_rate,
+                beside_flame)
+        result["loads"][name] = load
+    if "bare" in windows:
+        result["bare"] = await _bare(data, partitions, alone_rates, seconds)
     return result
+
+
+async def _alone(build: Callable[[str, DataSet, str], TargetSet], partitions: int,
+                 jwt_env: dict[str, str], data: DataSet, token: str, rates: Sequence[float],
+                 seconds: float, flame: Path | None) -> dict[str, Any]:
+    """The load at each rate on an idle worker (no CDRs); then, with `flame`, one more
+    window at the highest rate under py-spy (a window of its own: py-spy costs CPU too)."""
+    out: dict[str, Any] = {}
+    batch = Settings.from_env({}).batch_max
+    async with rater_on_stack(partitions, None, batch, jwt_env, data) as (deployment, store):
+        worker = probed_worker(deployment).start(wait_ready=True)
+        assert worker.process is not None
+        path = build(worker.url, data, token).write(LOGS / f"{deployment.name}-targets.json")
+        try:
+            window = Window(worker.process.pid, worker.url)
+            for rate in rates:
+                out[f"alone_{rate:.0f}"] = await window.run(
+                    path, rate, seconds, f"{deployment.name}-{rate:.0f}", store)
+            if flame is not None and rates:
+                profiler = procs.Profiler(worker.process.pid, flame)
+                try:
+                    await window.run(path, max(rates), seconds, f"{deployment.name}-flame",
+                                     store)
+                finally:
+                    profiler.finish()
+                if flame.exists():
+                    out["flame_graph"] = flame.name
+        finally:
+            worker.stop()
+    return out
 
 
 async def _beside_rating(build: Callable[[str, DataSet, str], TargetSet], partitions: int,
