@@ -28,9 +28,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -45,6 +45,7 @@ from rater.service.rating import CdrBatchRater, PreparedBatch
 from rater.service.step import BatchOutput
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 REVOKE_WAIT_S = 60.0
 LAG_INTERVAL_S = 5.0
@@ -53,6 +54,10 @@ MAX_DELIVERIES = 4  # batches sent but not yet acknowledged and committed
 # redis-py's asyncio client writes a command on the 2nd event-loop iteration after the
 # call starts (pool checkout, then the send); one more for slack
 REQUEST_YIELDS = 3
+# CDRs (or output records) handled per event-loop turn: about 1 ms of CPU. The HTTP API
+# shares this event loop; a 1,000-CDR batch decoded or built in one go held it for 10-20 ms
+# (more when the process was preempted meanwhile), and every request waited behind it.
+CPU_STEP = 100
 
 
 async def _let_request_out() -> None:
@@ -61,6 +66,18 @@ async def _let_request_out() -> None:
     it (building and sending the previous batch's records): Redis and the worker took
     turns instead of working at the same time."""
     for _ in range(REQUEST_YIELDS):
+        await asyncio.sleep(0)
+
+
+async def _stepped(steps: Generator[None, None, _T]) -> _T:
+    """Run a stepped computation (CdrBatchRater.prepare_steps / finish_steps), letting the
+    event loop serve whatever is ready (HTTP requests, Redis replies) between steps."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            value: _T = done.value
+            return value
         await asyncio.sleep(0)
 
 
@@ -111,6 +128,7 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
         self._partitions: dict[str, list[int]] = {}  # output topic -> its partitions
         self._key_hashes: dict[bytes, int] = {}  # key -> murmur2(key), bounded
         self._lag = LagGauge()
+        self._backlog = 0  # records waiting after the last batch taken (fetch highwaters)
         super().__init__(**kwargs)
 
     def assignment(self) -> set[Any]:
@@ -172,14 +190,35 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
             # with a batch in Redis, take only what is already fetched: that batch must
             # not wait for new records to arrive before it is finished and delivered
             batch = await consumer.getmany(timeout_ms=0 if self._in_redis else within_ms,
-                                           max_records=self.settings.batch_max)
+                                           max_records=self._batch_limit())
             async with self._busy:
                 if self._closing:
                     return
                 if batch:
                     assigned = consumer.assignment()
                     batch = {tp: ms for tp, ms in batch.items() if tp in assigned}
+                    self._backlog = self._waiting_after(batch)
                 await self._advance(batch)
+
+    def _batch_limit(self) -> int:
+        """Full batches (RATER_BATCH_MAX) while a backlog waits: fewer, longer scripts rate
+        it fastest. Short ones (RATER_BATCH_STEADY_MAX) while the consumer keeps up: the
+        same rate costs nothing more, and each script holds Redis (and with it every
+        authorize request's read) for a few ms instead of up to ~20 ms."""
+        s = self.settings
+        return s.batch_max if self._backlog >= s.batch_max else min(s.batch_max,
+                                                                     s.batch_steady_max)
+
+    def _waiting_after(self, batch: dict[Any, list[Any]]) -> int:
+        """Records still waiting on the batch's partitions after it, as of their last fetch
+        (highwater); the partitions with nothing fetched are caught up or not yet seen."""
+        assert self.consumer is not None
+        waiting = 0
+        for tp, messages in batch.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None and messages:
+                waiting += max(0, highwater - messages[-1].offset - 1)
+        return waiting
 
     async def _advance(self, batch: dict[Any, list[Any]] | None) -> None:
         """One step of the pipeline: decode the new batch and build its Redis request (while
@@ -188,7 +227,7 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
         batch's output records (while Redis rates the new one) and hand them to delivery.
         Redis calls, deliveries and commits each stay strictly in batch order; a batch is
         never rated before the one before it."""
-        incoming = self._take(batch) if batch else None
+        incoming = await self._take(batch) if batch else None
         current, self._in_redis = self._in_redis, None
         results = None
         if current is not None:
@@ -200,7 +239,7 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
             self._in_redis = incoming
             await _let_request_out()  # Redis rates it while the CPU work below runs
         if current is not None and results is not None:
-            output = self.rater.finish(current.batch, results)
+            output = await _stepped(self.rater.finish_steps(current.batch, results, CPU_STEP))
             await self._bound_deliveries()
             # the records go to the producer now, in batch order; their acks and the
             # commit are awaited by the delivery task, after the batch before's commit
@@ -222,7 +261,7 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
             await asyncio.wait([self._in_flight[0]])
             self._in_flight = [d for d in self._in_flight if not d.done()]
 
-    def _take(self, batch: dict[Any, list[Any]]) -> _Stage:
+    async def _take(self, batch: dict[Any, list[Any]]) -> _Stage:
         records: list[SourceRecord] = []
         offsets: dict[Any, int] = {}
         for tp, messages in batch.items():
@@ -230,7 +269,8 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
                 records.append(SourceRecord(m.topic, m.partition, m.offset, m.key, m.value))
             offsets[tp] = messages[-1].offset + 1
         started = asyncio.get_running_loop().time()
-        return _Stage(records, offsets, started, self.rater.prepare(records))
+        prepared = await _stepped(self.rater.prepare_steps(records, CPU_STEP))
+        return _Stage(records, offsets, started, prepared)
 
     async def _ratings(self, stage: _Stage) -> list[str] | None:
         """The stage's raw Redis replies; a failure retries the batch from scratch (decoded
@@ -299,7 +339,9 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
         assert producer is not None
         builders: dict[tuple[str, int], Any] = {}
         pending = []
-        for emit in output.emits:
+        for index, emit in enumerate(output.emits):
+            if index and not index % CPU_STEP:
+                await asyncio.sleep(0)  # as _stepped: the API shares this event loop
             partition = await self._partition(emit.topic, emit.key)
             slot = (emit.topic, partition)
             builder = builders.get(slot)
