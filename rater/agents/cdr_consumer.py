@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -54,10 +55,13 @@ MAX_DELIVERIES = 4  # batches sent but not yet acknowledged and committed
 # redis-py's asyncio client writes a command on the 2nd event-loop iteration after the
 # call starts (pool checkout, then the send); one more for slack
 REQUEST_YIELDS = 3
-# CDRs (or output records) handled per event-loop turn: about 1 ms of CPU. The HTTP API
-# shares this event loop; a 1,000-CDR batch decoded or built in one go held it for 10-20 ms
-# (more when the process was preempted meanwhile), and every request waited behind it.
-CPU_STEP = 100
+# The HTTP API shares this event loop: a 1,000-CDR batch decoded or built in one go held it
+# for 10-20 ms (more when the process was preempted meanwhile), and every request waited
+# behind it. A batch's CPU work is done in steps of CPU_STEP CDRs (or output records, about
+# 0.5 ms), and the consumer hands the loop back after TURN_S of them (see _Turns).
+CPU_STEP = 50
+TURN_S = 0.001
+MAX_TURN_S = 0.02
 
 
 async def _let_request_out() -> None:
@@ -69,16 +73,46 @@ async def _let_request_out() -> None:
         await asyncio.sleep(0)
 
 
-async def _stepped(steps: Generator[None, None, _T]) -> _T:
-    """Run a stepped computation (CdrBatchRater.prepare_steps / finish_steps), letting the
-    event loop serve whatever is ready (HTTP requests, Redis replies) between steps."""
+class _Turns:
+    """Turn-taking between the consumer's CPU work and the rest of the event loop (HTTP
+    requests, Redis replies, the Kafka clients).
+
+    `pause()` between two steps hands the loop back once the consumer has held it for its
+    turn. The turn is TURN_S while the loop has little else to do. When the loop came back
+    late (other work was queued: a burst of requests), the next turn is as long as that
+    wait, up to MAX_TURN_S: under overload the consumer keeps about half the loop instead
+    of waiting behind every queued request after each step, so rating does not starve
+    (and its backlog then blocks the loop with full batches)."""
+
+    def __init__(self, turn_s: float = TURN_S, max_turn_s: float = MAX_TURN_S) -> None:
+        self.least, self.most = turn_s, max_turn_s
+        self.turn = turn_s
+        self.since = time.perf_counter()
+
+    def start(self) -> None:
+        """The consumer holds the loop from now (it just got it back from an await)."""
+        self.since = time.perf_counter()
+
+    async def pause(self) -> None:
+        now = time.perf_counter()
+        if now - self.since < self.turn:
+            return
+        await asyncio.sleep(0)
+        self.since = time.perf_counter()
+        self.turn = min(self.most, max(self.least, self.since - now))
+
+
+async def _stepped(steps: Generator[None, None, _T], turns: _Turns) -> _T:
+    """Run a stepped computation (CdrBatchRater.prepare_steps / finish_steps), taking
+    turns with the rest of the event loop between its steps."""
+    turns.start()
     while True:
         try:
             next(steps)
         except StopIteration as done:
             value: _T = done.value
             return value
-        await asyncio.sleep(0)
+        await turns.pause()
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -129,6 +163,7 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
         self._key_hashes: dict[bytes, int] = {}  # key -> murmur2(key), bounded
         self._lag = LagGauge()
         self._backlog = 0  # records waiting after the last batch taken (fetch highwaters)
+        self._turns = _Turns()
         super().__init__(**kwargs)
 
     def assignment(self) -> set[Any]:
@@ -239,7 +274,8 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
             self._in_redis = incoming
             await _let_request_out()  # Redis rates it while the CPU work below runs
         if current is not None and results is not None:
-            output = await _stepped(self.rater.finish_steps(current.batch, results, CPU_STEP))
+            output = await _stepped(
+                self.rater.finish_steps(current.batch, results, CPU_STEP), self._turns)
             await self._bound_deliveries()
             # the records go to the producer now, in batch order; their acks and the
             # commit are awaited by the delivery task, after the batch before's commit
@@ -269,7 +305,7 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
                 records.append(SourceRecord(m.topic, m.partition, m.offset, m.key, m.value))
             offsets[tp] = messages[-1].offset + 1
         started = asyncio.get_running_loop().time()
-        prepared = await _stepped(self.rater.prepare_steps(records, CPU_STEP))
+        prepared = await _stepped(self.rater.prepare_steps(records, CPU_STEP), self._turns)
         return _Stage(records, offsets, started, prepared)
 
     async def _ratings(self, stage: _Stage) -> list[str] | None:
@@ -339,9 +375,10 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
         assert producer is not None
         builders: dict[tuple[str, int], Any] = {}
         pending = []
+        self._turns.start()
         for index, emit in enumerate(output.emits):
             if index and not index % CPU_STEP:
-                await asyncio.sleep(0)  # as _stepped: the API shares this event loop
+                await self._turns.pause()  # as _stepped: the API shares this event loop
             partition = await self._partition(emit.topic, emit.key)
             slot = (emit.topic, partition)
             builder = builders.get(slot)

@@ -9,7 +9,7 @@ import uuid
 
 import orjson
 
-from rater.agents.cdr_consumer import _stepped
+from rater.agents.cdr_consumer import _stepped, _Turns
 from rater.messages import SourceRecord
 from rater.service.rating import CdrBatchRater
 from rater.store import RedisStore
@@ -41,9 +41,9 @@ async def rated(step: int | None) -> list[tuple[str, bytes | None, bytes]]:
         if step is None:
             output = await rater.rate(records)
         else:
-            prepared = await _stepped(rater.prepare_steps(records, step))
+            prepared = await _stepped(rater.prepare_steps(records, step), _Turns())
             replies = await rater.call_redis(prepared)
-            output = await _stepped(rater.finish_steps(prepared, replies, step))
+            output = await _stepped(rater.finish_steps(prepared, replies, step), _Turns())
         return [(e.topic, e.key, e.value) for e in output.emits]
     finally:
         keys = [k async for k in store.client.scan_iter(f"{settings.key_prefix}*")]
@@ -77,7 +77,8 @@ async def test_the_event_loop_serves_other_work_between_the_steps() -> None:
         neighbour = asyncio.ensure_future(other_work())
         await asyncio.sleep(0)
         before = turns
-        await _stepped(rater.prepare_steps(records, 25))
+        # turns of no length: the loop is handed back after every step
+        await _stepped(rater.prepare_steps(records, 25), _Turns(0.0, 0.0))
         # 245 records in steps of 25: ten steps, nine pauses in between
         assert turns - before >= 9
         done.set()

@@ -1,0 +1,51 @@
+"""The direct consumer's turn-taking with the rest of the event loop (`_Turns`): the loop is
+handed back once a turn's worth of work is done, and a turn lengthens to the time the loop
+took to come back (bounded), so that under overload rating keeps about half the loop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from rater.agents import cdr_consumer
+from rater.agents.cdr_consumer import MAX_TURN_S, TURN_S, _Turns
+
+
+class _Clock:
+    def __init__(self, readings: list[float]) -> None:
+        self.readings: Iterator[float] = iter(readings)
+
+    def __call__(self) -> float:
+        return next(self.readings)
+
+
+async def test_turns_follow_how_long_the_loop_took_to_come_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert (TURN_S, MAX_TURN_S) == (0.001, 0.02)
+    clock = _Clock([
+        0.0,               # built
+        0.0,               # start
+        0.0005,            # half a turn held: keep going
+        0.0012,            # a turn held: hand the loop back...
+        0.0062,            # ...it came back 5 ms later: other work was queued
+        0.0092,            # 3 ms of the 5 ms turn: keep going
+        0.0113,            # the turn is used up: hand back...
+        0.0114,            # ...back at once: the loop is idle again
+        0.0125,            # 1.1 ms held: the short turn again
+        0.5125,            # ...back after half a second (overload)
+    ])
+    monkeypatch.setattr(cdr_consumer.time, "perf_counter", clock)
+    turns = _Turns()
+    turns.start()
+    await turns.pause()
+    assert turns.turn == TURN_S
+    await turns.pause()
+    assert turns.turn == pytest.approx(0.005)
+    await turns.pause()
+    assert turns.turn == pytest.approx(0.005)
+    await turns.pause()
+    assert turns.turn == TURN_S
+    await turns.pause()
+    assert turns.turn == MAX_TURN_S
