@@ -8,6 +8,8 @@
   synchronous segments are known with the task they belong to (e.g. the CDR consumer's
   `_consume`, aiohttp's request handler), with the loop's busy share;
 * garbage-collector pauses, by generation;
+* per authorize request, where its time in the worker went (`_split_requests`), and that
+  split for the slowest 1 %;
 * the rating batch's CPU steps (`CdrBatchRater.prepare`, `finish`) and their sizes; the
   rating script call (`RedisStore.send_rating`) and the authorize's Redis read
   (`RedisStore.snapshot`) as the worker awaits them, and `RaterApi.authorize` whole.
@@ -20,6 +22,7 @@ of a core; compare the window's figures with the unprobed bare-handler baseline)
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import sys
 import time
@@ -88,6 +91,7 @@ class Probe:
             "loop_busy_share": round(self.busy_s / span, 3),
             "callbacks_per_s": round(self.callbacks / span),
             "series_ms": {name: percentiles(v) for name, v in sorted(self.series.items())},
+            "slowest_1pct_requests": split_of_slowest(self.series),
             f"segments_over_{SEGMENT_S * 1000:.0f}ms": {
                 name: {"count": int(c), "total_ms": round(t, 1), "max_ms": round(m, 2)}
                 for name, (c, t, m) in top},
@@ -114,7 +118,7 @@ def _time_callbacks() -> None:
             if elapsed >= threshold:
                 PROBE.segment(handle._callback, elapsed)  # type: ignore[attr-defined]
 
-    events.Handle._run = timed_run  # type: ignore[method-assign]
+    setattr(events.Handle, "_run", timed_run)  # noqa: B010 (a patch, typed loosely)
 
 
 def _timed_sync(owner: Any, name: str, series: str,
@@ -168,7 +172,11 @@ def _timed_async(owner: Any, name: str, series: str) -> None:
         try:
             return await original(self, *args, **kwargs)
         finally:
-            PROBE.add(series, (time.perf_counter() - started) * 1000)
+            elapsed = time.perf_counter() - started
+            PROBE.add(series, elapsed * 1000)
+            parts = _REQUEST.get()
+            if parts is not None and series.startswith("redis_"):
+                parts["redis"] += elapsed
 
     setattr(owner, name, timed)
 
@@ -187,6 +195,65 @@ def _time_collections() -> None:
                       (time.perf_counter() - started[0]) * 1000)
 
     gc.callbacks.append(on_gc)
+
+
+_REQUEST: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar(
+    "bench_request", default=None)
+
+
+def _split_requests(path: str) -> None:
+    """Where each request to `path` spent its time inside the worker, per request: from the
+    moment the event loop read its bytes (`data_received`) to the handler's start (queued
+    behind other ready work), the handler's await of its Redis read, and the rest (the
+    handler's own CPU, stalls while it ran, writing the answer). The lag before the loop
+    read the bytes is the loop-lag probe's. aiohttp's protocol has slots: the arrival
+    stamps live in a dict keyed by the connection."""
+    from aiohttp import web_protocol
+
+    arrivals: dict[Any, float] = {}
+    received = web_protocol.RequestHandler.data_received
+    handle = web_protocol.RequestHandler._handle_request
+
+    def data_received(self: Any, data: bytes) -> None:
+        if len(arrivals) > 10_000:
+            arrivals.clear()
+        arrivals[self] = time.perf_counter()
+        received(self, data)
+
+    async def handle_request(self: Any, request: Any, *args: Any) -> Any:
+        if request.path != path:
+            return await handle(self, request, *args)
+        started = time.perf_counter()
+        arrived = arrivals.pop(self, started)
+        parts = {"redis": 0.0}
+        _REQUEST.set(parts)
+        try:
+            return await handle(self, request, *args)
+        finally:
+            ended = time.perf_counter()
+            PROBE.add("request_in_worker", (ended - arrived) * 1000)
+            PROBE.add("request_queued", (started - arrived) * 1000)
+            PROBE.add("request_redis", parts["redis"] * 1000)
+            PROBE.add("request_rest", (ended - started - parts["redis"]) * 1000)
+
+    setattr(web_protocol.RequestHandler, "data_received", data_received)  # noqa: B010
+    setattr(web_protocol.RequestHandler, "_handle_request", handle_request)  # noqa: B010
+
+
+def split_of_slowest(series: dict[str, array[float]], share: float = 0.01
+                     ) -> dict[str, float | int] | None:
+    """The slowest `share` of requests (by time in the worker): mean ms of each part."""
+    total = series.get("request_in_worker")
+    if not total:
+        return None
+    order = sorted(range(len(total)), key=total.__getitem__, reverse=True)
+    slow = order[:max(1, int(len(order) * share))]
+    out: dict[str, float | int] = {"requests": len(slow)}
+    for part in ("in_worker", "queued", "redis", "rest"):
+        values = series.get(f"request_{part}")
+        if values and len(values) == len(total):
+            out[f"{part}_ms"] = round(sum(values[i] for i in slow) / len(slow), 2)
+    return out
 
 
 async def _lag_probe() -> None:
@@ -216,6 +283,7 @@ def install(app: Any) -> None:
     _timed_async(RedisStore, "send_rating", "redis_rating_call")
     _timed_async(RedisStore, "snapshot", "redis_snapshot_call")
     _timed_async(RaterApi, "authorize", "authorize_handler")
+    _split_requests("/v1/authorize")
     app.task(_lag_probe)
 
     @app.page("/bench/probe")

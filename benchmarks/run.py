@@ -231,6 +231,15 @@ def window_rows(label: str, w: dict[str, Any], goal: float | None) -> list[tuple
                         for name, v in list(named.items())[:3])
         rows.append(("f", "  loop segments >= 2 ms: count, max; the largest owners",
                      f"{seg.get('n', 0)}, {_ms(seg.get('max'))} ms; {top or '-'}"))
+        slow = probe.get("slowest_1pct_requests")
+        inside = series.get("request_in_worker")
+        if slow and inside and inside.get("n"):
+            rows.append(("f", "  request in worker p50 / p99 / max (read to answer)",
+                         f"{_ms(inside['p50'], 2)} / {_ms(inside['p99'], 2)} / "
+                         f"{_ms(inside['max'])} ms"))
+            rows.append(("f", "  its slowest 1 %: queued + Redis read + rest = in worker",
+                         f"{_ms(slow.get('queued_ms'))} + {_ms(slow.get('redis_ms'))} + "
+                         f"{_ms(slow.get('rest_ms'))} = {_ms(slow.get('in_worker_ms'))} ms"))
         for key, text in (("authorize_handler", "authorize handler in worker"),
                           ("redis_snapshot_call", "its Redis read, as awaited"),
                           ("rating_prepare", "rating batch prepare (CPU)"),

@@ -185,7 +185,7 @@ async def attack(targets: Path, rate: float, seconds: float, timeline: procs.Cpu
     process = await asyncio.create_subprocess_exec(
         vegeta, "attack", "-format=json", f"-targets={targets}", f"-rate={rate:.0f}/1s",
         f"-duration={seconds}s", "-timeout=10s", "-keepalive=true", "-workers=16",
-        "-max-workers=2000", "-max-body=-1", f"-output={results}",
+        "-max-workers=2000", "-max-body=0", f"-output={results}",
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     name = f"loadgen-{process.pid}"  # one name per process: a timeline outlives several
     timeline.add(name, process.pid)
