@@ -10,7 +10,8 @@ with its own aiokafka consumer in its own consumer group, `<app_id>-cdr`.
 The contract is the agents' (rater.agents.delivery), at least once:
 
 1. `getmany` up to `batch_max` records (per partition in offset order, so one
-   subscription's CDRs keep their order);
+   subscription's CDRs keep their order), or up to `batch_steady_max` while fewer
+   than `batch_max` records wait (short Lua scripts while keeping up);
 2. the SAME `CdrBatchRater.rate` (one Lua call per batch);
 3. every output record sent, and every broker ack awaited (acks=all);
 4. only then the batch's offsets are committed (manual commit).
@@ -21,6 +22,11 @@ results and are re-emitted identically (SPEC §5.8). On a rebalance the revoke
 callback waits for the batch in flight to finish and commit before the
 partitions move, so a clean hand-over re-delivers nothing; a crash re-delivers
 at most the uncommitted batch, which the idempotent Lua absorbs.
+
+The worker's HTTP API shares this event loop, so a batch's CPU work (decode, output
+records, handing them to the producer) is done in steps and the loop is handed back
+about every millisecond (`_Turns`); docs/performance.md, "Call set-up latency beside
+rating".
 """
 
 from __future__ import annotations
