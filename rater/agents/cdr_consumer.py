@@ -84,16 +84,18 @@ class _Turns:
     requests, Redis replies, the Kafka clients).
 
     `pause()` between two steps hands the loop back once the consumer has held it for its
-    turn. The turn is TURN_S while the loop has little else to do. When the loop came back
-    late (other work was queued: a burst of requests), the next turn is as long as that
-    wait, up to MAX_TURN_S: under overload the consumer keeps about half the loop instead
-    of waiting behind every queued request after each step, so rating does not starve
-    (and its backlog then blocks the loop with full batches)."""
+    turn. While the consumer keeps up, the turn is TURN_S: the API comes first, and a
+    request waits at most about that long for rating. While a backlog waits (`behind`,
+    set by the consumer) and the loop came back late (other work was queued: a burst of
+    requests), the next turn is as long as that wait, up to MAX_TURN_S: the consumer then
+    keeps about half the loop instead of waiting behind every queued request after each
+    step, so rating does not starve under a flood of requests."""
 
     def __init__(self, turn_s: float = TURN_S, max_turn_s: float = MAX_TURN_S) -> None:
         self.least, self.most = turn_s, max_turn_s
         self.turn = turn_s
         self.since = time.perf_counter()
+        self.behind = False
 
     def start(self) -> None:
         """The consumer holds the loop from now (it just got it back from an await)."""
@@ -105,7 +107,8 @@ class _Turns:
             return
         await asyncio.sleep(0)
         self.since = time.perf_counter()
-        self.turn = min(self.most, max(self.least, self.since - now))
+        self.turn = min(self.most, max(self.least, self.since - now)) if self.behind \
+            else self.least
 
 
 async def _stepped(steps: Generator[None, None, _T], turns: _Turns) -> _T:
@@ -239,6 +242,7 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
                     assigned = consumer.assignment()
                     batch = {tp: ms for tp, ms in batch.items() if tp in assigned}
                     self._backlog = self._waiting_after(batch)
+                    self._turns.behind = self._backlog >= self.settings.batch_max
                 await self._advance(batch)
 
     def _batch_limit(self) -> int:
