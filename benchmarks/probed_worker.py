@@ -15,8 +15,9 @@
   (`RedisStore.snapshot`) as the worker awaits them, and `RaterApi.authorize` whole.
 
 `GET /bench/probe` answers the figures since the last `GET /bench/probe?reset=1`.
-The cost: two clock reads per callback and 500 probe wake-ups a second (well under 1 %
-of a core; compare the window's figures with the unprobed bare-handler baseline).
+The cost, measured on an idle worker: about 0.02 of a core more than `rater worker` (the
+lag probe's wake-ups), plus two clock reads per callback (about 1 % of a core at 15,000
+callbacks/s).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-LAG_INTERVAL_S = 0.002
+LAG_INTERVAL_S = 0.005  # 200 wake-ups a second (at 2 ms the probe cost 0.05 of a core)
 SEGMENT_S = 0.002  # callbacks at least this long are named and kept
 MAX_VALUES = 400_000  # per series: bounded memory however long a window runs
 TOP_SEGMENTS = 12
