@@ -67,6 +67,7 @@ REQUEST_YIELDS = 3
 # 0.5 ms), and the consumer hands the loop back after TURN_S of them (see _Turns).
 CPU_STEP = 50
 TURN_S = 0.001
+BEHIND_TURN_S = 0.005  # behind a backlog: fewer hand-backs, each an event-loop turn
 MAX_TURN_S = 0.02
 
 
@@ -86,13 +87,15 @@ class _Turns:
     `pause()` between two steps hands the loop back once the consumer has held it for its
     turn. While the consumer keeps up, the turn is TURN_S: the API comes first, and a
     request waits at most about that long for rating. While a backlog waits (`behind`,
-    set by the consumer) and the loop came back late (other work was queued: a burst of
-    requests), the next turn is as long as that wait, up to MAX_TURN_S: the consumer then
-    keeps about half the loop instead of waiting behind every queued request after each
-    step, so rating does not starve under a flood of requests."""
+    set by the consumer), the turn is BEHIND_TURN_S, or as long as the loop took to come
+    back when that was longer (other work was queued: a burst of requests), up to
+    MAX_TURN_S: the consumer then keeps about half the loop instead of waiting behind
+    every queued request after each step, so rating does not starve under a flood of
+    requests, and a backlog is rated with few hand-backs (each costs a loop turn)."""
 
-    def __init__(self, turn_s: float = TURN_S, max_turn_s: float = MAX_TURN_S) -> None:
-        self.least, self.most = turn_s, max_turn_s
+    def __init__(self, turn_s: float = TURN_S, max_turn_s: float = MAX_TURN_S,
+                 behind_turn_s: float = BEHIND_TURN_S) -> None:
+        self.least, self.most, self.behind_least = turn_s, max_turn_s, behind_turn_s
         self.turn = turn_s
         self.since = time.perf_counter()
         self.behind = False
@@ -107,8 +110,8 @@ class _Turns:
             return
         await asyncio.sleep(0)
         self.since = time.perf_counter()
-        self.turn = min(self.most, max(self.least, self.since - now)) if self.behind \
-            else self.least
+        self.turn = min(self.most, max(self.behind_least, self.since - now)) \
+            if self.behind else self.least
 
 
 async def _stepped(steps: Generator[None, None, _T], turns: _Turns) -> _T:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from rater.agents import cdr_consumer
-from rater.agents.cdr_consumer import MAX_TURN_S, TURN_S, _Turns
+from rater.agents.cdr_consumer import BEHIND_TURN_S, MAX_TURN_S, TURN_S, _Turns
 
 
 class _Clock:
@@ -24,18 +24,19 @@ class _Clock:
 async def test_behind_a_backlog_turns_follow_how_long_the_loop_took_to_come_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert (TURN_S, MAX_TURN_S) == (0.001, 0.02)
+    assert (TURN_S, BEHIND_TURN_S, MAX_TURN_S) == (0.001, 0.005, 0.02)
     clock = _Clock([
         0.0,               # built
         0.0,               # start
         0.0005,            # half a turn held: keep going
         0.0012,            # a turn held: hand the loop back...
-        0.0062,            # ...it came back 5 ms later: other work was queued
-        0.0092,            # 3 ms of the 5 ms turn: keep going
-        0.0113,            # the turn is used up: hand back...
-        0.0114,            # ...back at once: the loop is idle again
-        0.0125,            # 1.1 ms held: the short turn again
-        0.5125,            # ...back after half a second (overload)
+        0.0132,            # ...it came back 12 ms later: other work was queued
+        0.0222,            # 9 ms of the 12 ms turn: keep going
+        0.0253,            # the turn is used up: hand back...
+        0.0254,            # ...back at once: the loop is idle again
+        0.0290,            # 3.6 ms held: keep going, a backlog's turn is 5 ms at least
+        0.0305,            # 5.1 ms held: hand back...
+        0.5305,            # ...back after half a second (overload)
     ])
     monkeypatch.setattr(cdr_consumer.time, "perf_counter", clock)
     turns = _Turns()
@@ -44,11 +45,13 @@ async def test_behind_a_backlog_turns_follow_how_long_the_loop_took_to_come_back
     await turns.pause()
     assert turns.turn == TURN_S
     await turns.pause()
-    assert turns.turn == pytest.approx(0.005)
+    assert turns.turn == pytest.approx(0.012)
     await turns.pause()
-    assert turns.turn == pytest.approx(0.005)
+    assert turns.turn == pytest.approx(0.012)
     await turns.pause()
-    assert turns.turn == TURN_S
+    assert turns.turn == BEHIND_TURN_S
+    await turns.pause()
+    assert turns.turn == BEHIND_TURN_S
     await turns.pause()
     assert turns.turn == MAX_TURN_S
 
