@@ -101,7 +101,9 @@ class _Turns:
         self.behind = False
 
     def start(self) -> None:
-        """The consumer holds the loop from now (it just got it back from an await)."""
+        """The consumer holds the loop from now: call it only right after an await that
+        surely handed the loop over (not every await does: a call that finds its result
+        ready returns without a turn), or a turn could last longer than it should."""
         self.since = time.perf_counter()
 
     async def pause(self) -> None:
@@ -117,7 +119,6 @@ class _Turns:
 async def _stepped(steps: Generator[None, None, _T], turns: _Turns) -> _T:
     """Run a stepped computation (CdrBatchRater.prepare_steps / finish_steps), taking
     turns with the rest of the event loop between its steps."""
-    turns.start()
     while True:
         try:
             next(steps)
@@ -286,6 +287,7 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
             incoming.call = asyncio.ensure_future(self.rater.call_redis(incoming.batch))
             self._in_redis = incoming
             await _let_request_out()  # Redis rates it while the CPU work below runs
+            self._turns.start()  # the loop was just handed over: a fresh turn
         if current is not None and results is not None:
             output = await _stepped(
                 self.rater.finish_steps(current.batch, results, CPU_STEP), self._turns)
@@ -388,7 +390,6 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
         assert producer is not None
         builders: dict[tuple[str, int], Any] = {}
         pending = []
-        self._turns.start()
         for index, emit in enumerate(output.emits):
             if index and not index % CPU_STEP:
                 await self._turns.pause()  # as _stepped: the API shares this event loop
