@@ -18,6 +18,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 
 from rater.config import Settings
 from rater.rating.clock import RatingClock
@@ -28,6 +29,7 @@ from rater.records.shapes import ZONES, Cdr, Increment, Subscription, Zone
 from rater.store import keys
 from rater.store.errors import redis_errors
 from rater.store.keys import KEEP_MS, ZONE_LETTER, KeySpace
+from rater.store.pipelined import PipelinedReader
 from rater.store.scripts import source
 
 
@@ -122,11 +124,15 @@ def rating_results(request: RatingRequest, replies: Sequence[str]) -> list[CallR
 
 
 class RedisStore:
-    def __init__(self, client: Any, prefix: str, cluster: bool = False) -> None:
+    def __init__(self, client: Any, prefix: str, cluster: bool = False,
+                 reads: PipelinedReader | None = None) -> None:
         self.client = client
         self.prefix = prefix
         self.keys = KeySpace(prefix)
         self.cluster = cluster
+        # the API's per-request read (snapshot) over one pipelined connection, when the
+        # URL allows it (rater.store.pipelined); everything else through redis-py
+        self._reads = reads
         self._rate = client.register_script(source("rate_batch"))
         self._upsert = client.register_script(source("upsert_subscription"))
         self._set_payg = client.register_script(source("set_payg"))
@@ -149,10 +155,25 @@ class RedisStore:
             # fail its next command once. Reconnect instead (the scripts are idempotent).
             retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, (RedisConnectionError,))
             client = aioredis.Redis.from_url(settings.redis_url, retry=retry, **options)
-        return cls(client, settings.key_prefix, settings.redis_cluster)
+        reads = None if settings.redis_cluster else PipelinedReader.for_url(
+            settings.redis_url, options["socket_timeout"], options["socket_connect_timeout"])
+        return cls(client, settings.key_prefix, settings.redis_cluster, reads)
 
     async def close(self) -> None:
+        if self._reads is not None:
+            await self._reads.close()
         await self.client.aclose()
+
+    async def _read_script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """A read-only script's reply, over the pipelined connection when there is one.
+        A Redis that does not know the script yet (new, restarted, flushed) gets it from
+        redis-py's script object, which loads it."""
+        if self._reads is not None:
+            try:
+                return await self._reads.evalsha(script.sha, keys, args)
+            except NoScriptError:
+                pass
+        return await script(keys=keys, args=args)
 
     async def ping(self) -> bool:
         async with redis_errors():
@@ -267,7 +288,8 @@ class RedisStore:
 
     async def snapshot(self, subscription_id: str, at_ms: int) -> SubscriptionSnapshot | None:
         async with redis_errors():
-            answer = await self._snapshot(keys=[self.sub_key(subscription_id)], args=[at_ms])
+            answer = await self._read_script(self._snapshot, [self.sub_key(subscription_id)],
+                                             [at_ms])
         if not answer:
             return None
         period, end_ms, plan_flat, counters_flat = answer
