@@ -142,7 +142,9 @@ def summarise(csv_text: str, rate: float) -> dict[str, Any]:
     if not rows:
         return {"sent": 0, "ok": 0, "statuses": {}, "achieved_rate": 0.0}
     rows.sort(key=lambda r: r[3])
-    first = rows[0][0]  # request seq 0 went out on time by definition
+    # the schedule's start: the earliest that any request's send time implies (request
+    # seq is due at start + seq / rate); the first request itself may have left late
+    first = min(stamp - seq * 1e9 / rate for stamp, _, _, seq, _ in rows)
     statuses: dict[str, int] = {}
     from_due: list[float] = []
     from_send: list[float] = []
@@ -164,6 +166,7 @@ def summarise(csv_text: str, rate: float) -> dict[str, Any]:
     from_send.sort()
     send_late.sort()
     window = max((end - first) / 1e9, 1e-6)
+    first = int(first)
     return {
         "target_rate": rate, "sent": len(rows), "ok": len(from_due), "statuses": statuses,
         "errors": errors, "achieved_rate": round(len(from_due) / window, 1),
