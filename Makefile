@@ -133,5 +133,20 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	touch $@
 
-bench: venv $(BENCH_STAMP)
-	$(STACK) with -- $(BIN)/python -m benchmarks $(BENCH_ARGS)
+# vegeta, the compiled fixed-rate HTTP load generator of phase f, built once with Go into a
+# cache outside the repository (never committed); BENCH_TOOLS moves that cache
+VEGETA_VERSION := v12.13.0
+BENCH_TOOLS ?= $(HOME)/.cache/rater-bench
+VEGETA := $(BENCH_TOOLS)/vegeta-$(VEGETA_VERSION)/vegeta
+
+# without Go the other phases still run; phase f then says that vegeta is missing
+$(VEGETA):
+	@if command -v go >/dev/null 2>&1; then \
+	    echo "building vegeta $(VEGETA_VERSION) into $(dir $(VEGETA))"; \
+	    GOBIN="$(abspath $(dir $(VEGETA)))" go install github.com/tsenart/vegeta/v12@$(VEGETA_VERSION); \
+	else \
+	    echo "go not found: phase f needs vegeta; install Go once and make bench builds it" >&2; \
+	fi
+
+bench: venv $(BENCH_STAMP) $(VEGETA)
+	BENCH_VEGETA="$(abspath $(VEGETA))" $(STACK) with -- $(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -33,34 +33,96 @@ def machine_cpu() -> tuple[float, float]:
     return (total - idle) / CLK_TCK, total / CLK_TCK
 
 
-def stack_pids() -> dict[str, int]:
-    """The local stack's Kafka and Redis (deploy/local/stack pid files), when found."""
-    root = Path(__file__).resolve().parent.parent / "deploy" / "local" / ".data"
-    pids = {}
-    for name, path in (("kafka", root / "kafka" / "kafka.pid"),
-                       ("redis", root / "redis" / "redis.pid")):
+def listening_pid(port: int) -> int | None:
+    """The process listening on 127.0.0.1:`port` (or any address), from /proc: the socket's
+    inode in /proc/net/tcp*, then the process holding it. None when not found."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            pid = int(path.read_text().strip())
-        except (OSError, ValueError):
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
             continue
-        if Path(f"/proc/{pid}").exists():
+        for line in lines:
+            fields = line.split()
+            # local address "ADDR:PORT" in hex, state 0A = LISTEN
+            if len(fields) > 9 and fields[3] == "0A" and \
+                    int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def stack_pids() -> dict[str, int]:
+    """The stack's Kafka broker and Redis, found by the ports they listen on (the stack
+    may run from another checkout's data directory, so its pid files are not ours)."""
+    from urllib.parse import urlparse
+
+    bootstrap = os.environ.get("RATER_KAFKA_BOOTSTRAP", "127.0.0.1:9092").split(",")[0]
+    redis_port = urlparse(os.environ.get("RATER_REDIS_URL", "redis://127.0.0.1:6379/0")).port
+    pids = {}
+    for name, port in (("kafka", int(bootstrap.rsplit(":", 1)[1])), ("redis", redis_port or 6379)):
+        pid = listening_pid(port)
+        if pid is not None:
             pids[name] = pid
     return pids
 
 
-class CpuTimeline:
-    """CPU seconds of the process under test, Kafka, Redis and the machine, sampled over
-    time, so shares can be taken over exactly the measured window afterwards."""
+def run_delay_seconds(pid: int) -> float:
+    """Time the process's main thread spent runnable but waiting for a CPU (schedstat):
+    for an event-loop process, how long the loop was held up by CPU contention."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
-    def __init__(self, pid: int) -> None:
-        self.pids = {"process": pid, **stack_pids()}
+
+def cpu_pressure_seconds() -> float:
+    """The machine's CPU pressure (PSI 'some'): total time at least one task waited for a CPU."""
+    try:
+        first = Path("/proc/pressure/cpu").read_text().split("\n", 1)[0]
+        return int(first.rsplit("total=", 1)[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+class CpuTimeline:
+    """CPU seconds of the process under test, Kafka, Redis, any other named processes (a
+    load generator, the benchmark itself) and the machine, sampled over time, so shares can
+    be taken over exactly the measured window afterwards. Also the process's run-queue
+    wait (its main thread runnable, no CPU free) and the machine's CPU pressure."""
+
+    def __init__(self, pid: int, others: dict[str, int] | None = None) -> None:
+        self.pids = {"process": pid, **stack_pids(), **(others or {})}
         self.samples: list[tuple[float, dict[str, float]]] = []
+        self.sample()
+
+    def add(self, name: str, pid: int) -> None:
+        """Follow one more process from now on (its share counts from its first sample)."""
+        self.pids[name] = pid
         self.sample()
 
     def sample(self) -> bool:
         busy, total = machine_cpu()
-        row = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        # a process that has exited (and was reaped) is left out of the row, so its share
+        # is taken up to its last sample instead of falling to zero
+        row = {name: cpu_seconds(pid) for name, pid in self.pids.items()
+               if Path(f"/proc/{pid}/stat").exists()}
         row["machine_busy"], row["machine_total"] = busy, total
+        row["run_delay"] = run_delay_seconds(self.pids["process"])
+        if "redis" in self.pids:  # one thread runs every command and script
+            row["redis_run_delay"] = run_delay_seconds(self.pids["redis"])
+        row.setdefault("process", 0.0)
+        row["pressure"] = cpu_pressure_seconds()
         self.samples.append((time.time(), row))
         return True
 
@@ -73,13 +135,25 @@ class CpuTimeline:
             return {}
         (t0, a), (t1, b) = inside[0], inside[-1]
         span = max(t1 - t0, 1e-6)
-        out = {k: round((b[k] - a[k]) / span, 2) for k in self.pids}
+        out = {}
+        for k in self.pids:
+            # a process first sampled inside the window counts from its first sample
+            seen = [(t, row[k]) for t, row in inside if k in row]
+            if len(seen) >= 2:
+                out[k] = round((seen[-1][1] - seen[0][1]) / max(seen[-1][0] - seen[0][0], 1e-6), 2)
         cores = (b["machine_total"] - a["machine_total"]) / span
         out["machine_busy_cores"] = round((b["machine_busy"] - a["machine_busy"]) / span, 2)
         out["machine_cores"] = round(cores, 2)
         # whatever else ran on the machine meanwhile (other tests, the benchmark itself)
         out["other_cores"] = round(out["machine_busy_cores"]
-                                   - sum(out[k] for k in self.pids), 2)
+                                   - sum(out[k] for k in self.pids if k in out), 2)
+        # share of the window the process's main thread waited for a CPU while runnable
+        out["process_run_queue_wait"] = round((b["run_delay"] - a["run_delay"]) / span, 3)
+        if "redis_run_delay" in a and "redis_run_delay" in b:
+            out["redis_run_queue_wait"] = round(
+                (b["redis_run_delay"] - a["redis_run_delay"]) / span, 3)
+        # share of the window some task on the machine waited for a CPU (PSI)
+        out["cpu_pressure"] = round((b["pressure"] - a["pressure"]) / span, 3)
         return out
 
 

@@ -7,7 +7,8 @@ Phases (all on one generated data set, each with its own topics / key prefix):
   c  bare Faust agent doing the same (the framework's floor)
   d  the rater end to end, `rater worker` subprocess, per CDR-consumer mode; flame graphs
   e  end-to-end latency at half the measured peak, paced
-  f  POST /v1/authorize at a fixed rate from a separate process, beside a bare handler
+  f  POST /v1/authorize at fixed rates (vegeta) alone and beside steady rating of CDRs by
+     the same worker, with where the time went; a bare handler as the baseline
   g  Redis bytes per rated CDR after rating --memory-cdrs CDRs
   h  worker RSS over a soak of --soak-s seconds
   i  the call history: the sink's lag while the worker rates flat out; the calls query
@@ -70,12 +71,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-s", type=float, default=15.0)
     p.add_argument("--soak-s", type=float, default=60.0)
     p.add_argument("--soak-rate", type=float, default=2000.0)
-    p.add_argument("--web-rate", type=float, default=2000.0)
+    p.add_argument("--web-rates", default="1000,2000",
+                   help="f: requests/s of the windows with the endpoint on its own")
+    p.add_argument("--web-beside-rate", type=float, default=1000.0,
+                   help="f: requests/s beside steady rating")
+    p.add_argument("--steady-cdr-rate", type=float, default=5000.0,
+                   help="f: CDRs/s the same worker rates meanwhile")
     p.add_argument("--web-s", type=float, default=10.0)
     p.add_argument("--history-rate", type=float, default=4000.0,
                    help="phase i: the steady CDR rate the sink's lag is watched at")
     p.add_argument("--history-calls", type=int, default=1_000_000,
                    help="phase i: calls of one subscription in the history table")
+    p.add_argument("--f-windows", default="alone,beside,bare",
+                   help="f: which windows run (alone, beside, bare)")
     p.add_argument("--no-flame", action="store_true", help="skip py-spy flame graphs")
     p.add_argument("--name", default=None, help="result file name (default: UTC time)")
     p.add_argument("--seed", type=int, default=7)
@@ -93,6 +101,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--history-calls must be 200000..5000000")
     if args.soak_s > 3600 or args.latency_s > 600 or args.web_s > 600:
         p.error("phases are bounded: --soak-s <= 3600, --latency-s/--web-s <= 600")
+    try:
+        args.web_rates = [float(r) for r in str(args.web_rates).split(",") if r]
+    except ValueError:
+        p.error("--web-rates takes rates separated by commas, e.g. 1000,2000")
+    if not all(0 < r <= 20_000 for r in [*args.web_rates, args.web_beside_rate]) \
+            or not 0 < args.steady_cdr_rate <= 50_000:
+        p.error("request rates must be in (0, 20000], --steady-cdr-rate in (0, 50000]")
     args.name = args.name or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return args
 
@@ -185,6 +200,113 @@ def cpu_line(shares: dict[str, float]) -> str:
                                                           "other_cores"))
 
 
+def _ms(value: Any, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def window_rows(label: str, w: dict[str, Any], goal: float | None) -> list[tuple[str, str, str]]:
+    """One fixed-rate window of phase f: latency, then every process's CPU, then (probed
+    workers) where the time went inside the worker and in Redis."""
+    met = ""
+    if goal is not None and w.get("p99_ms") is not None:
+        met = f"  [goal p99 <= {goal:.0f} ms: {'met' if w['p99_ms'] <= goal else 'NOT met'}]"
+    bad = {k: v for k, v in w.get("statuses", {}).items() if k != "200"}
+    rows = [("f", f"{label}: achieved, p50 / p90 / p99 / max",
+             f"{w['achieved_rate']:,.0f}/s of {w['target_rate']:,.0f}, {_ms(w['p50_ms'], 2)} / "
+             f"{_ms(w['p90_ms'], 2)} / {_ms(w['p99_ms'], 2)} / {_ms(w['max_ms'])} ms{met}"
+             + (f"; not 200: {bad}" if bad else ""))]
+    if "rating_cdrs_per_s" in w:
+        rows.append(("f", "  CDRs rated meanwhile (same worker)",
+                     f"{w['rating_cdrs_per_s']:,}/s of {w['steady_rate']:,.0f}"))
+    c = w.get("cpu_shares") or {}
+    rows.append(("f", "  CPU cores: worker / loadgen / Redis / Kafka / bench / other",
+                 " / ".join(f"{c.get(k, 0):.2f}" for k in
+                            ("process", "loadgen", "redis", "kafka", "bench", "other_cores"))
+                 + f" (busy {c.get('machine_busy_cores', 0):.2f} of "
+                 f"{c.get('machine_cores', 0):.2f})"))
+    rows.append(("f", "  run-queue wait: worker / Redis; machine CPU pressure",
+                 f"{c.get('process_run_queue_wait', 0):.1%} / "
+                 f"{c.get('redis_run_queue_wait', 0):.1%}; {c.get('cpu_pressure', 0):.1%} "
+                 "of the window"))
+    probe = w.get("worker_probe")
+    if probe:
+        series = probe["series_ms"]
+        lag = series.get("loop_lag", {})
+        seg = series.get("segment_ms", {})
+        rows.append(("f", "  worker loop lag p50 / p99 / max; loop busy",
+                     f"{_ms(lag.get('p50'), 2)} / {_ms(lag.get('p99'), 2)} / "
+                     f"{_ms(lag.get('max'))} ms; {probe['loop_busy_share']:.0%}"))
+        named = next((v for k, v in probe.items() if k.startswith("segments_over")), {})
+        top = ", ".join(f"{name} {v['count']}x max {v['max_ms']:.1f}"
+                        for name, v in list(named.items())[:3])
+        rows.append(("f", "  loop segments >= 2 ms: count, max; the largest owners",
+                     f"{seg.get('n', 0)}, {_ms(seg.get('max'))} ms; {top or '-'}"))
+        slow = probe.get("slowest_1pct_requests")
+        inside = series.get("request_in_worker")
+        if slow and inside and inside.get("n"):
+            rows.append(("f", "  request in worker p50 / p99 / max (read to answer)",
+                         f"{_ms(inside['p50'], 2)} / {_ms(inside['p99'], 2)} / "
+                         f"{_ms(inside['max'])} ms"))
+            rows.append(("f", "  its slowest 1 %: queued + Redis read + rest = in worker",
+                         f"{_ms(slow.get('queued_ms'))} + {_ms(slow.get('redis_ms'))} + "
+                         f"{_ms(slow.get('rest_ms'))} = {_ms(slow.get('in_worker_ms'))} ms"))
+        for key, text in (("authorize_handler", "authorize handler in worker"),
+                          ("redis_snapshot_call", "its Redis read, as awaited"),
+                          ("rating_prepare", "rating batch prepare (CPU)"),
+                          ("rating_finish", "rating batch finish (CPU)"),
+                          ("rating_prepare_step", "  its longest steps: prepare"),
+                          ("rating_finish_step", "  its longest steps: finish"),
+                          ("redis_rating_call", "rating script call, as awaited")):
+            v = series.get(key)
+            if v and v.get("n"):
+                rows.append(("f", f"  {text} p50 / p99 / max",
+                             f"{_ms(v['p50'], 2)} / {_ms(v['p99'], 2)} / {_ms(v['max'])} ms "
+                             f"({v['n']:,})"))
+        gcs = [(k, v) for k, v in series.items() if k.startswith("gc_gen") and v.get("n")]
+        if gcs:
+            rows.append(("f", "  GC pauses by generation: count, max",
+                         ", ".join(f"{k[2:]} {v['n']}x {_ms(v['max'], 2)} ms" for k, v in gcs)))
+        size = series.get("rating_prepare_size")
+        if size and size.get("n"):
+            rows.append(("f", "  rating batch size p50 / max",
+                         f"{size['p50']:.0f} / {size['max']:.0f} CDRs"))
+    ping = w.get("redis_ping_ms")
+    if ping:
+        rows.append(("f", "  Redis PING from an idle process p50 / p99 / max",
+                     f"{_ms(ping['p50'], 2)} / {_ms(ping['p99'], 2)} / {_ms(ping['max'])} ms"))
+    ev = w.get("redis_evalsha")
+    if ev and ev.get("calls"):
+        rows.append(("f", "  Redis scripts: calls, mean, p99 / max under, busy",
+                     f"{ev['calls']:,}, {ev['usec_per_call']:.0f} us, "
+                     f"{ev.get('p99_us_under') or 0:,} / {ev.get('max_us_under') or 0:,} us, "
+                     f"{ev['busy_share']:.1%}"))
+    fs = w.get("redis_fsync_ms_per_second_max")
+    if fs is not None:
+        rows.append(("f", "  Redis AOF fsync >= 1 ms: seconds with one, worst",
+                     f"{len(fs)} of {w['window_s']:.0f}, {max(fs) if fs else 0} ms"))
+    return rows
+
+
+def f_rows(f: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    if not f:
+        return []
+    rows: list[tuple[str, str, str]] = []
+    goals = f.get("goals_p99_ms", {})
+    for name, load in f.get("loads", {}).items():
+        for key, w in load.items():
+            if not isinstance(w, dict):
+                continue
+            if key.startswith("alone_"):
+                rows += window_rows(f"{name} alone @ {w['target_rate']:.0f}/s", w,
+                                    goals.get("alone") if key == "alone_1000" else None)
+            elif key.startswith("beside_"):
+                rows += window_rows(f"{name} @ {w['target_rate']:.0f}/s beside "
+                                    f"{w['steady_rate']:.0f} CDRs/s", w, goals.get("beside"))
+    for w in (f.get("bare") or {}).values():
+        rows += window_rows(f"bare handler, same web stack @ {w['target_rate']:.0f}/s", w, None)
+    return rows
+
+
 def table(res: dict[str, Any]) -> str:
     rows: list[tuple[str, str, str]] = []
     a = res.get("a_redis_step")
@@ -231,24 +353,7 @@ def table(res: dict[str, Any]) -> str:
                          f"{check['first']['p50_us']:.0f}, {check['first']['p99_us']:.0f} / "
                          f"{check['remembered']['p50_us']:.1f}, "
                          f"{check['remembered']['p99_us']:.1f} us"))
-    f = res.get("f_authorize")
-    if f:
-        for key, label in (("authorize", "POST /v1/authorize"),
-                           ("bare", "bare handler, same stack")):
-            w = f.get(key)
-            if w:
-                rows.append(("f", f"{label} @ {w['target_rate']:.0f}/s: rate, p50/p99",
-                             f"{w['achieved_rate']:,.0f}/s, {w['p50_ms']:.2f} / "
-                             f"{w['p99_ms']:.2f} ms"))
-        for key, label in (("while_rating", "  same, while it rates a backlog"),
-                           ("api_worker_while_rating", "  same, API-only worker, another rates"),
-                           ("while_rating_steady", "  same, while it rates {steady} CDR/s")):
-            busy = f.get(key)
-            if busy:
-                label = label.format(steady=f"{busy.get('steady_rate', 0):.0f}")
-                rows.append(("f", f"{label}: rate, p50/p99",
-                             f"{busy['achieved_rate']:,.0f}/s, {busy['p50_ms']:,.1f} / "
-                             f"{busy['p99_ms']:,.1f} ms ({busy['rating_cdrs_per_s']:,} CDR/s)"))
+    rows += f_rows(res.get("f_authorize"))
     g = res.get("g_memory")
     if g:
         rows.append(("g", f"Redis bytes per rated CDR ({g['cdrs']:,} CDRs)",
@@ -356,11 +461,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
         res["f_token_check"] = verifier.measure()
 
-        say(f"f: authorize at {args.web_rate:.0f}/s for {args.web_s:.0f}s, then bare handler, "
-            "then authorize while rating")
+        say(f"f: authorize alone at {args.web_rates} req/s, at {args.web_beside_rate:.0f}/s "
+            f"beside {args.steady_cdr_rate:.0f} CDRs/s, then the bare handler "
+            f"({args.web_s:.0f}s windows)")
         flame = None if args.no_flame else RESULTS / f"flame-{args.name}-authorize.svg"
-        res["f_authorize"] = await web.authorize_under_load(data, args.partitions,
-                                                            args.web_rate, args.web_s, flame)
+        res["f_authorize"] = await web.authorize_under_load(
+            data, args.partitions, args.web_s, flame, args.web_rates, args.web_beside_rate,
+            args.steady_cdr_rate, [w for w in args.f_windows.split(",") if w])
     if "g" in args.phases:
         say(f"g: Redis memory after rating {args.memory_cdrs:,} CDRs")
         res["g_memory"] = await redis_step.memory_per_cdr(

@@ -1,109 +1,516 @@
-"""(f) POST /v1/authorize under a fixed open-loop rate from a separate process, beside a
-bare handler on the same web stack (Faust view on aiohttp), in the same run; then the same
-load on a worker that is rating a backlog of CDRs meanwhile (same Redis, same cores)."""
+"""(f) Request latency at a fixed open-loop rate: `POST /v1/authorize` on its own at each of
+`ALONE_RATES`, then at `BESIDE_RATE` while the same worker rates a steady `STEADY_CDR_RATE`
+CDRs/s, and a bare handler on the same web stack (Faust view on aiohttp) as the baseline.
+
+The load comes from vegeta (compiled, `make bench` installs it; `BENCH_VEGETA` names the
+binary): a JSON targets file with one body per request, sent in file order at a fixed
+rate for a fixed time whatever the answers do. Latency is counted from each request's
+*due* time (start + seq / rate), so a generator that fell behind could not hide it.
+
+Every window reports the CPU share of each process over exactly that window (the worker,
+vegeta, Redis, the Kafka broker, the benchmark process itself, which produces the steady
+CDRs, and whatever else ran), the worker's run-queue wait (its event-loop thread runnable
+but without a CPU) and the machine's CPU pressure. The worker is
+`benchmarks.probed_worker` (`rater worker` plus probes), so each window also says where
+the time went inside it: event-loop lag, the longest synchronous segments and whose they
+are, the rating batches' CPU steps and sizes, and its Redis calls; beside it, a PING
+probe (`benchmarks.redis_probe`) measures how long Redis itself keeps a request waiting.
+
+A request load is a `TargetSet` built by one function from the running worker's URL, the
+data set and a token; `TARGET_SETS` lists them, and each is measured alone and beside
+steady rating. A new endpoint's load (e.g. sessions) is one more builder in that list.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import csv
+import io
+import os
 import random
+import shutil
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka.partitioner import murmur2
 
 from benchmarks import kafka_io, procs
 from benchmarks.data import DataSet, fresh_cdrs
-from benchmarks.pipeline import (
-    LOGS,
-    bench_env,
-    drop_faust_datadir,
-    paced_produce,
-    rater_on_stack,
-    run_id,
-)
+from benchmarks.pipeline import LOGS, bench_env, drop_faust_datadir, rater_on_stack, run_id
 from rater.config import Settings
 from tests.integration.harness import Worker, free_port
 
 SECRET = "benchmark-only-hs256-secret-0123456789abcdef"
-STEADY_CDR_RATE = 5000.0  # CDRs/s beside the authorize load: well below the rating peak
 ISSUER, AUDIENCE = "rater-bench", "rater"
+ALONE_RATES = (1000.0, 2000.0)  # requests/s, the endpoint on its own
+BESIDE_RATE = 1000.0  # requests/s while the same worker rates STEADY_CDR_RATE
+STEADY_CDR_RATE = 5000.0  # CDRs/s: steady rating, well below the rating peak
+WARMUP_S = 2.0  # load before each window, not counted: connections, caches, code paths
+GOALS_MS = {"alone": 10.0, "beside": 25.0}  # p99 goals of issue 12
+WINDOWS = ("alone", "beside", "bare")  # which of phase f's windows run (--f-windows)
+VEGETA_VERSION = "v12.13.0"
 
 
-def attempt_bodies(data: DataSet, path: Path, count: int = 5000, seed: int = 3) -> Path:
+# ------------------------------------------------------------- request loads ---
+
+
+@dataclass(frozen=True)
+class TargetSet:
+    """One request load: vegeta targets, sent in this order at the window's rate (cycling
+    when the window needs more requests than there are targets)."""
+
+    name: str  # the table's label, e.g. "POST /v1/authorize"
+    targets: list[dict[str, Any]]  # vegeta JSON targets: method, url, header, body (base64)
+
+    def write(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\n".join(orjson.dumps(t) for t in self.targets) + b"\n")
+        return path
+
+
+def target(method: str, url: str, body: bytes | None = None,
+           token: str = "") -> dict[str, Any]:
+    header = {"Content-Type": ["application/json"]}
+    if token:
+        header["Authorization"] = [f"Bearer {token}"]
+    out: dict[str, Any] = {"method": method, "url": url, "header": header}
+    if body is not None:
+        out["body"] = base64.b64encode(body).decode()
+    return out
+
+
+def attempt_bodies(data: DataSet, count: int = 5000, seed: int = 3) -> list[bytes]:
     rnd = random.Random(seed)
-    lines = []
+    bodies = []
     for i in range(count):
         sub = data.subscriptions[rnd.randrange(len(data.subscriptions))]
-        lines.append(orjson.dumps({
+        bodies.append(orjson.dumps({
             "attempt_id": f"att-{i:06d}", "subscription_id": sub["subscription_id"],
             "user_id": f"user-{rnd.randrange(4)}",
             "direction": "outbound" if rnd.random() < 0.9 else "inbound",
             "zone": "domestic" if rnd.random() < 0.8 else "international",
         }))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    return path
+    return bodies
 
 
-async def load(url: str, bodies: Path, rate: float, seconds: float, token: str = "") -> Any:
-    args = [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--bodies", str(bodies),
-            "--rate", str(rate), "--seconds", str(seconds)]
-    if token:
-        args += ["--token", token]
+def authorize_targets(base_url: str, data: DataSet, token: str) -> TargetSet:
+    """Call attempts over the data set's subscriptions, one body per request."""
+    return TargetSet("POST /v1/authorize",
+                     [target("POST", f"{base_url}/v1/authorize", body, token)
+                      for body in attempt_bodies(data)])
+
+
+# Each builder makes one load for a running worker: (worker URL, data set, token) -> targets.
+# Each is measured alone at ALONE_RATES and beside steady rating at BESIDE_RATE.
+TARGET_SETS: list[Callable[[str, DataSet, str], TargetSet]] = [authorize_targets]
+
+
+def bare_targets(base_url: str, data: DataSet) -> TargetSet:
+    return TargetSet("bare handler, same web stack",
+                     [target("POST", f"{base_url}/bare", body) for body in attempt_bodies(data)])
+
+
+# ------------------------------------------------------------------ vegeta ---
+
+
+def vegeta_binary() -> str:
+    found = os.environ.get("BENCH_VEGETA") or shutil.which("vegeta")
+    if not found or not Path(found).exists():
+        raise RuntimeError(f"vegeta not found: `make bench` installs it (BENCH_VEGETA), or "
+                           f"go install github.com/tsenart/vegeta/v12@{VEGETA_VERSION}")
+    return found
+
+
+def percentile(ordered: Sequence[float], q: float) -> float | None:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
+
+
+def summarise(csv_text: str, rate: float) -> dict[str, Any]:
+    """vegeta's results (CSV: timestamp ns, code, latency ns, bytes out, bytes in, error,
+    body, attack, seq, ...) -> achieved rate, status codes, latency from the due time."""
+    rows = [(int(r[0]), r[1], int(r[2]), int(r[8]), r[5])
+            for r in csv.reader(io.StringIO(csv_text)) if r]
+    if not rows:
+        return {"sent": 0, "ok": 0, "statuses": {}, "achieved_rate": 0.0}
+    rows.sort(key=lambda r: r[3])
+    # the schedule's start: the earliest that any request's send time implies (request
+    # seq is due at start + seq / rate); the first request itself may have left late
+    first = min(stamp - seq * 1e9 / rate for stamp, _, _, seq, _ in rows)
+    statuses: dict[str, int] = {}
+    from_due: list[float] = []
+    from_send: list[float] = []
+    send_late: list[float] = []
+    errors: dict[str, int] = {}
+    end = first
+    for stamp, code, latency, seq, error in rows:
+        label = code if code != "0" else "no answer"
+        statuses[label] = statuses.get(label, 0) + 1
+        if error:
+            errors[error[:80]] = errors.get(error[:80], 0) + 1
+        end = max(end, stamp + latency)
+        if code == "200":
+            due = first + seq * 1e9 / rate
+            from_due.append((stamp + latency - due) / 1e6)
+            from_send.append(latency / 1e6)
+            send_late.append(max(0.0, stamp - due) / 1e6)
+    from_due.sort()
+    from_send.sort()
+    send_late.sort()
+    window = max((end - first) / 1e9, 1e-6)
+    first = int(first)
+    return {
+        "target_rate": rate, "sent": len(rows), "ok": len(from_due), "statuses": statuses,
+        "errors": errors, "achieved_rate": round(len(from_due) / window, 1),
+        "window_s": round(window, 2), "started_epoch": first / 1e9, "ended_epoch": end / 1e9,
+        "p50_ms": percentile(from_due, 0.5), "p90_ms": percentile(from_due, 0.9),
+        "p99_ms": percentile(from_due, 0.99), "max_ms": from_due[-1] if from_due else None,
+        # vegeta's own view (from the moment it sent), and how late it sent: near zero
+        # when the generator kept its schedule
+        "p99_from_send_ms": percentile(from_send, 0.99),
+        "send_late_p99_ms": percentile(send_late, 0.99),
+    }
+
+
+async def attack(targets: Path, rate: float, seconds: float, timeline: procs.CpuTimeline,
+                 out: Path) -> dict[str, Any]:
+    """One fixed-rate window; the timeline samples every process meanwhile."""
+    vegeta = vegeta_binary()
+    results = out.with_suffix(".bin")
     process = await asyncio.create_subprocess_exec(
-        *args, env=bench_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        vegeta, "attack", "-format=json", f"-targets={targets}", f"-rate={rate:.0f}/1s",
+        f"-duration={seconds}s", "-timeout=10s", "-keepalive=true", "-workers=16",
+        "-max-workers=2000", "-max-body=0", f"-output={results}",
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    name = f"loadgen-{process.pid}"  # one name per process: a timeline outlives several
+    timeline.add(name, process.pid)
+    deadline = time.monotonic() + seconds + 60
     try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout=seconds + 90)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
+        while process.returncode is None:
+            timeline.sample()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"vegeta did not finish {seconds}s of load in time")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), 0.25)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    timeline.sample()
     if process.returncode != 0:
-        raise RuntimeError(f"loadgen failed: {err.decode()[-2000:]}")
-    return orjson.loads(out.splitlines()[-1])
+        err = await process.stderr.read() if process.stderr else b""
+        raise RuntimeError(f"vegeta attack failed: {err.decode()[-2000:]}")
+    encoded = subprocess.run([vegeta, "encode", "--to=csv", str(results)], check=True,
+                             capture_output=True, timeout=120).stdout.decode()
+    results.unlink(missing_ok=True)
+    summary = summarise(encoded, rate)
+    summary["cpu_shares"] = timeline.shares(summary["started_epoch"], summary["ended_epoch"])
+    shares = summary["cpu_shares"]
+    shares["loadgen"] = shares.pop(name, 0.0)
+    probes = [k for k in shares if k.startswith("redis_probe-")]
+    shares["redis_probe"] = round(sum(shares.pop(k) for k in probes), 2)
+    for earlier in [k for k in shares if k.startswith("loadgen-")]:
+        shares.pop(earlier)  # a warm-up's generator, gone when this window started
+    return summary
 
 
-async def authorize_under_load(data: DataSet, partitions: int, rate: float,
-                               seconds: float, flame: Path | None = None) -> dict[str, Any]:
+# ---------------------------------------------------------------- windows ---
+
+
+def probe_report(base_url: str, reset: bool = False) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{base_url}/bench/probe{'?reset=1' if reset else ''}",
+                                timeout=10) as answer:
+        report: dict[str, Any] = orjson.loads(answer.read())
+        return report
+
+
+async def redis_evalsha(client: Any) -> tuple[int, int, dict[int, int]]:
+    """Script calls so far: count, µs inside them, and Redis's own histogram of their
+    durations (LATENCY HISTOGRAM: calls per power-of-two µs bucket, cumulative)."""
+    stats = await client.info("commandstats")
+    entry = stats.get("cmdstat_evalsha", {})
+    buckets: dict[int, int] = {}
+    try:
+        reply = await client.execute_command("LATENCY", "HISTOGRAM", "evalsha")
+        flat = reply[1] if isinstance(reply, list) else reply.get("evalsha", {})
+        if isinstance(flat, list):
+            flat = dict(zip(flat[::2], flat[1::2], strict=True))
+        pairs = flat.get("histogram_usec", [])
+        if isinstance(pairs, dict):
+            pairs = [x for kv in pairs.items() for x in kv]
+        buckets = {int(pairs[i]): int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+    except Exception:  # Redis < 7: no histogram
+        buckets = {}
+    return int(entry.get("calls", 0)), int(entry.get("usec", 0)), buckets
+
+
+def bucket_percentiles(before: dict[int, int], after: dict[int, int]) -> dict[str, int | None]:
+    """Upper bounds (µs) of the buckets holding p50 / p99 / the longest script of the
+    window, from the cumulative histograms before and after it."""
+    counts = sorted((edge, after.get(edge, 0) - before.get(edge, 0)) for edge in after)
+    total = counts[-1][1] if counts else 0
+    out: dict[str, int | None] = {"p50_us_under": None, "p99_us_under": None,
+                                  "max_us_under": None}
+    if total <= 0:
+        return out
+    for name, q in (("p50_us_under", 0.5), ("p99_us_under", 0.99), ("max_us_under", 1.0)):
+        out[name] = next(edge for edge, cumulative in counts if cumulative >= q * total)
+    return out
+
+
+@contextlib.asynccontextmanager
+async def fsync_monitor(client: Any) -> Any:
+    """Redis's latency monitor on for the window when it was off (1 ms threshold), so the
+    AOF fsyncs that `appendfsync always` does in Redis's one thread are seen; the
+    previous setting is put back afterwards. Yields a list that receives, at the end,
+    the per-second maxima (ms) of `aof-fsync-always` events inside the window."""
+    found: list[int] = []
+    previous = None
+    try:
+        previous = (await client.config_get("latency-monitor-threshold")).get(
+            "latency-monitor-threshold")
+        if previous == "0":
+            await client.config_set("latency-monitor-threshold", 1)
+    except Exception:
+        previous = None
+    started = time.time()
+    try:
+        yield found
+    finally:
+        try:
+            history = await client.execute_command("LATENCY", "HISTORY", "aof-fsync-always")
+            found.extend(int(ms) for stamp, ms in history if int(stamp) >= int(started))
+        except Exception:
+            pass
+        if previous == "0":
+            await client.config_set("latency-monitor-threshold", 0)
+
+
+@dataclass
+class Window:
+    """Everything measured around one fixed-rate window of one process under test."""
+
+    pid: int
+    probe_url: str | None = None
+    timeline: procs.CpuTimeline = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.timeline = procs.CpuTimeline(self.pid, {"bench": os.getpid()})
+
+    async def run(self, targets: Path, rate: float, seconds: float, tag: str,
+                  store: Any = None) -> dict[str, Any]:
+        await attack(targets, rate, WARMUP_S, self.timeline, LOGS / f"{tag}-warmup")
+        if self.probe_url:
+            probe_report(self.probe_url, reset=True)
+        evalsha = await redis_evalsha(store.client) if store is not None else None
+        redis_port = int((Settings.from_env().redis_url.rsplit(":", 1)[1]).split("/")[0])
+        prober = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "benchmarks.redis_probe", "--port", str(redis_port),
+            "--seconds", str(seconds), env=bench_env(), stdout=subprocess.PIPE)
+        self.timeline.add(f"redis_probe-{prober.pid}", prober.pid)
+        if store is not None:
+            async with fsync_monitor(store.client) as fsyncs:
+                result = await attack(targets, rate, seconds, self.timeline, LOGS / tag)
+            result["redis_fsync_ms_per_second_max"] = sorted(fsyncs)
+        else:
+            result = await attack(targets, rate, seconds, self.timeline, LOGS / tag)
+        out, _ = await asyncio.wait_for(prober.communicate(), 60)
+        result["redis_ping_ms"] = orjson.loads(out.splitlines()[-1]) if out else None
+        if self.probe_url:
+            result["worker_probe"] = probe_report(self.probe_url)
+        if evalsha is not None:
+            calls, usec, buckets = await redis_evalsha(store.client)
+            calls, usec = calls - evalsha[0], usec - evalsha[1]
+            # every script of every client of this Redis: rating, snapshots, others' tests
+            result["redis_evalsha"] = {"calls": calls,
+                                       "usec_per_call": round(usec / calls, 1) if calls else None,
+                                       "busy_share": round(usec / 1e6 / result["window_s"], 3),
+                                       **bucket_percentiles(evalsha[2], buckets)}
+        return result
+
+
+def token_for_bench() -> str:
     from rater.web.tokens import issue_token
 
-    result: dict[str, Any] = {}
-    bodies = attempt_bodies(data, LOGS / "authorize-bodies.jsonl")
+    return issue_token(SECRET, subject="bench-authorizer", scope="call_authorizer",
+                       issuer=ISSUER, audience=AUDIENCE, algorithm="HS256", expires_in=3600)
+
+
+def probed_worker(deployment: Any) -> Worker:
+    """`rater worker` with the probes. BENCH_RATER_SOURCE=DIR runs the `rater` package found
+    in DIR instead of this checkout's (e.g. `git archive <commit> rater | tar -x -C DIR`):
+    before/after comparisons back to back, with the same benchmark code."""
+    env = {}
+    source = os.environ.get("BENCH_RATER_SOURCE")
+    if source:
+        env["BENCH_RATER_SOURCE"] = str(Path(source).resolve())
+    return Worker(deployment, command=[sys.executable, "-m", "benchmarks.probed_worker"], **env)
+
+
+def steady_records(data: DataSet, count: int) -> list[kafka_io.Record]:
+    source: Iterator[kafka_io.Record] = fresh_cdrs(data.subscriptions, seed=7, prefix="web-")
+    return [next(source) for _ in range(count)]
+
+
+async def steady_produce(bootstrap: str, topic: str, records: Sequence[kafka_io.Record],
+                         rate: float, stop: asyncio.Event) -> int:
+    """`rate` records/s until `stop` (or the records run out), pre-built, one record batch
+    per partition every few ms: the CDR source's own CPU stays small."""
+    producer = kafka_io.fast_producer(bootstrap, linger_ms=1)
+    await producer.start()
+    sent = 0
+    pending: list[Any] = []
+    try:
+        partitions = sorted(await producer.partitions_for(topic))
+        started = time.monotonic()
+        while not stop.is_set() and sent < len(records):
+            due = min(len(records), int(rate * (time.monotonic() - started)))
+            builders: dict[int, Any] = {}
+            for key, value in records[sent:due]:
+                partition = partitions[(murmur2(key or b"") & 0x7FFFFFFF) % len(partitions)]
+                builder = builders.get(partition)
+                if builder is None:
+                    builder = builders[partition] = producer.create_batch()
+                if builder.append(timestamp=None, key=key, value=value) is None:
+                    pending.append(await producer.send_batch(builder, topic, partition=partition))
+                    builder = builders[partition] = producer.create_batch()
+                    builder.append(timestamp=None, key=key, value=value)
+            for partition, builder in builders.items():
+                pending.append(await producer.send_batch(builder, topic, partition=partition))
+            sent = max(sent, due)
+            if len(pending) > 500:
+                await asyncio.gather(*pending)
+                pending = []
+            await asyncio.sleep(0.005)
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def authorize_under_load(data: DataSet, partitions: int, seconds: float,
+                               flame: Path | None = None,
+                               alone_rates: Sequence[float] = ALONE_RATES,
+                               beside_rate: float = BESIDE_RATE,
+                               steady_rate: float = STEADY_CDR_RATE,
+                               windows: Sequence[str] = WINDOWS) -> dict[str, Any]:
+    result: dict[str, Any] = {"goals_p99_ms": GOALS_MS, "steady_cdr_rate": steady_rate,
+                              "warmup_s": WARMUP_S, "loads": {}}
+    if os.environ.get("BENCH_RATER_SOURCE"):
+        result["rater_source"] = os.environ["BENCH_RATER_SOURCE"]
     jwt_env = {"RATER_JWT_ALGORITHM": "HS256", "RATER_JWT_KEY": SECRET,
                "RATER_JWT_ISSUER": ISSUER, "RATER_JWT_AUDIENCE": AUDIENCE}
+    token = token_for_bench()
+    for build in TARGET_SETS:
+        load: dict[str, Any] = {}
+        name = build("http://127.0.0.1", data, token).name
+        if "alone" in windows:
+            load.update(await _alone(build, partitions, jwt_env, data, token, alone_rates,
+                                     seconds, flame))
+        # beside: the same worker rates steady CDRs meanwhile
+        beside_flame = flame.with_name(f"{flame.stem}-beside{flame.suffix}") if flame else None
+        if "beside" in windows:
+            load[f"beside_{beside_rate:.0f}"] = await _beside_rating(
+                build, partitions, jwt_env, data, token, beside_rate, seconds, steady_rate,
+                beside_flame)
+        result["loads"][name] = load
+    if "bare" in windows:
+        result["bare"] = await _bare(data, partitions, alone_rates, seconds)
+    return result
+
+
+async def _alone(build: Callable[[str, DataSet, str], TargetSet], partitions: int,
+                 jwt_env: dict[str, str], data: DataSet, token: str, rates: Sequence[float],
+                 seconds: float, flame: Path | None) -> dict[str, Any]:
+    """The load at each rate on an idle worker (no CDRs); then, with `flame`, one more
+    window at the highest rate under py-spy (a window of its own: py-spy costs CPU too)."""
+    out: dict[str, Any] = {}
     batch = Settings.from_env({}).batch_max
-    async with rater_on_stack(partitions, None, batch, jwt_env, data) as (deployment, _):
-        token = issue_token(SECRET, subject="bench-authorizer", scope="call_authorizer",
-                            issuer=ISSUER, audience=AUDIENCE, algorithm="HS256",
-                            expires_in=3600)
-        worker = Worker(deployment).start(wait_ready=True)
+    async with rater_on_stack(partitions, None, batch, jwt_env, data) as (deployment, store):
+        worker = probed_worker(deployment).start(wait_ready=True)
         assert worker.process is not None
-        profiler = procs.Profiler(worker.process.pid, flame) if flame else None
-        timeline = procs.CpuTimeline(worker.process.pid)
+        path = build(worker.url, data, token).write(LOGS / f"{deployment.name}-targets.json")
         try:
-            started = time.time()
-            result["authorize"] = await load(f"{worker.url}/v1/authorize", bodies, rate,
-                                             seconds, token)
-            timeline.sample()
-            result["authorize"]["cpu_shares"] = timeline.shares(started, time.time())
-            if flame is not None:
-                result["authorize"]["flame_graph"] = flame.name
+            window = Window(worker.process.pid, worker.url)
+            for rate in rates:
+                out[f"alone_{rate:.0f}"] = await window.run(
+                    path, rate, seconds, f"{deployment.name}-{rate:.0f}", store)
+            if flame is not None and rates:
+                profiler = procs.Profiler(worker.process.pid, flame)
+                try:
+                    await window.run(path, max(rates), seconds, f"{deployment.name}-flame",
+                                     store)
+                finally:
+                    profiler.finish()
+                if flame.exists():
+                    out["flame_graph"] = flame.name
         finally:
-            if profiler:
-                profiler.finish()
             worker.stop()
-    for key, api_only, steady in (("while_rating", False, None),
-                                  ("api_worker_while_rating", True, None),
-                                  ("while_rating_steady", False, STEADY_CDR_RATE)):
-        result[key] = await _while_rating(partitions, jwt_env, data, bodies, rate, seconds,
-                                          token, api_only, steady)
+    return out
+
+
+async def _beside_rating(build: Callable[[str, DataSet, str], TargetSet], partitions: int,
+                         jwt_env: dict[str, str], data: DataSet, token: str, rate: float,
+                         seconds: float, steady_rate: float,
+                         flame: Path | None = None) -> dict[str, Any]:
+    """The load at `rate` while the worker that serves it rates `steady_rate` fresh CDRs/s,
+    produced from the benchmark process from before the warm-up to the window's end."""
+    batch = Settings.from_env({}).batch_max
+    async with rater_on_stack(partitions, None, batch, jwt_env, data) as (deployment, store):
+        dsettings = deployment.settings
+        bootstrap, rated = dsettings.kafka_bootstrap, dsettings.topics.rated
+        windows = 2 if flame is not None else 1
+        records = steady_records(data, int(steady_rate * windows * (seconds + WARMUP_S + 30)))
+        worker = probed_worker(deployment).start(wait_ready=True)
+        assert worker.process is not None
+        probe = await kafka_io.offsets_probe(bootstrap, [rated])
+        stop = asyncio.Event()
+        producing = asyncio.ensure_future(steady_produce(
+            bootstrap, dsettings.topics.cdr, records, steady_rate, stop))
+        try:
+            path = build(worker.url, data, token).write(LOGS / f"{deployment.name}-targets.json")
+            await asyncio.sleep(2.0)  # rating under way and settled before the warm-up
+            window = Window(worker.process.pid, worker.url)
+            before = (await kafka_io.end_offsets(probe, [rated]))[rated]
+            started = time.monotonic()
+            result = await window.run(path, rate, seconds, f"{deployment.name}-beside", store)
+            elapsed = time.monotonic() - started
+            after = (await kafka_io.end_offsets(probe, [rated]))[rated]
+            # the warm-up is inside [before, after]: the rate is over both
+            result["rating_cdrs_per_s"] = round((after - before) / elapsed)
+            result["steady_rate"] = steady_rate
+            if flame is not None:  # a window of its own: py-spy costs CPU too
+                profiler = procs.Profiler(worker.process.pid, flame)
+                try:
+                    await window.run(path, rate, seconds, f"{deployment.name}-flame", store)
+                finally:
+                    profiler.finish()
+                if flame.exists():
+                    result["flame_graph"] = flame.name
+        finally:
+            stop.set()
+            await producing
+            worker.stop()
+            await probe.stop()
+    return result
+
+
+async def _bare(data: DataSet, partitions: int, rates: Sequence[float],
+                seconds: float) -> dict[str, Any]:
+    """The same load shape on a bare handler (no auth, no Redis) on the same web stack."""
+    out: dict[str, Any] = {}
     port = free_port()
     app_id = run_id("w")
     idle = f"{app_id}.idle"
-    bootstrap = deployment.settings.kafka_bootstrap
+    bootstrap = Settings.from_env().kafka_bootstrap
     await kafka_io.create_topics(bootstrap, [idle], 1)
     process = procs.spawn([sys.executable, "-m", "benchmarks.bare_web"],
                           bench_env(BENCH_APP_ID=app_id, BENCH_WEB_PORT=str(port),
@@ -112,56 +519,14 @@ async def authorize_under_load(data: DataSet, partitions: int, rate: float,
     try:
         procs.wait_port(port, 60, process)
         await asyncio.sleep(3.0)  # past Faust's start-up (rebalance) before loading it
-        result["bare"] = await load(f"http://127.0.0.1:{port}/bare", bodies, rate, seconds)
+        path = bare_targets(f"http://127.0.0.1:{port}", data).write(
+            LOGS / f"{app_id}-targets.json")
+        window = Window(process.pid)
+        for rate in rates:
+            out[f"alone_{rate:.0f}"] = await window.run(path, rate, seconds,
+                                                        f"{app_id}-{rate:.0f}")
     finally:
         procs.stop(process)
         await kafka_io.delete_topics(bootstrap, app_id)
         drop_faust_datadir(app_id)
-    return result
-
-
-async def _while_rating(partitions: int, jwt_env: dict[str, str], data: DataSet,
-                        bodies: Path, rate: float, seconds: float, token: str,
-                        api_only: bool = False,
-                        steady_rate: float | None = None) -> dict[str, Any]:
-    """The authorize load while CDRs are rated: the data set twice over (new CDRs, then
-    their replays) as a backlog, by the worker that serves the load itself or
-    (`api_only`) by a second worker beside one started with RATER_CDR_CONSUMER=off; or
-    (`steady_rate`) fresh CDRs produced at that rate during the window, rated by the
-    worker that serves the load. With the CDRs rated during the load's window."""
-    batch = Settings.from_env({}).batch_max
-    async with rater_on_stack(partitions, None, batch, jwt_env, data) as (deployment, _):
-        dsettings = deployment.settings
-        bootstrap, rated = dsettings.kafka_bootstrap, dsettings.topics.rated
-        workers: list[Worker] = []
-        probe = None
-        try:
-            if steady_rate is None:
-                await kafka_io.produce_all(bootstrap, dsettings.topics.cdr, data.records * 2)
-            probe = await kafka_io.offsets_probe(bootstrap, [rated])
-            if api_only:
-                workers.append(Worker(deployment, RATER_CDR_CONSUMER="off").start(wait_ready=True))
-            workers.append(Worker(deployment).start(wait_ready=True))
-            before = (await kafka_io.end_offsets(probe, [rated]))[rated]
-            started = time.monotonic()
-            authorize = load(f"{workers[0].url}/v1/authorize", bodies, rate, seconds, token)
-            if steady_rate is None:
-                result: dict[str, Any] = await authorize
-            else:
-                source = fresh_cdrs(data.subscriptions, seed=7, prefix="web-")
-                result, _ = await asyncio.gather(authorize, paced_produce(
-                    bootstrap, dsettings.topics.cdr, source, steady_rate, seconds))
-            window = time.monotonic() - started
-            after = (await kafka_io.end_offsets(probe, [rated]))[rated]
-            result["cdrs_rated_in_window"] = after - before
-            result["rating_cdrs_per_s"] = round((after - before) / window)
-            if steady_rate is None:  # still rating when the load ended: the backlog outlasted it
-                result["rating_throughout"] = after < 2 * data.valid
-            else:
-                result["steady_rate"] = steady_rate
-        finally:
-            for worker in workers:
-                worker.stop()
-            if probe is not None:
-                await probe.stop()
-    return result
+    return out

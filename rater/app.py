@@ -29,6 +29,7 @@ from rater.web.history_wiring import register_history_web
 from rater.web.views import kafka_publisher, register_api
 
 log = logging.getLogger(__name__)
+GC_FULL_AFTER = 100  # middle-generation collections between full ones (CPython's: 10)
 
 
 @dataclass(slots=True)
@@ -73,6 +74,12 @@ async def _freeze_startup_heap() -> None:
     garbage collector's sight. A full collection over them took ~23 ms, a stall of every
     request and batch in flight; the collector then scans only what was built since."""
     gc.freeze()
+    # Beside steady rating a full collection came every 1.5-3 s and walked everything
+    # built since start-up: a 10-23 ms stall of every request in flight each time. Ten
+    # times fewer of them. The young generation keeps CPython's threshold: at ten times
+    # that, each young collection stalled the loop 7-11 ms instead of 0.3 ms.
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, GC_FULL_AFTER)
     log.info("start-up heap frozen: %d objects left out of garbage collection",
              gc.get_freeze_count())
 

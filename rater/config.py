@@ -82,6 +82,9 @@ class Settings:
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     batch_max: int = 1000
+    # CDRs per batch while the direct consumer keeps up (no backlog of batch_max or more):
+    # short Lua scripts, so Redis answers the API's reads between them (docs/performance.md)
+    batch_steady_max: int = 200
     batch_within_s: float = 0.05
     # "direct" (agents/fast_path), "faust" (the rate-cdrs agent), or "off": a worker that
     # serves the API, decisions and subscription events but rates no CDRs
@@ -163,6 +166,7 @@ class Settings:
             jwt_issuer=env.get("RATER_JWT_ISSUER") or None,
             jwt_audience=env.get("RATER_JWT_AUDIENCE") or None,
             batch_max=reader.integer("RATER_BATCH_MAX", 1000, 1, 100_000),
+            batch_steady_max=reader.integer("RATER_BATCH_STEADY_MAX", 200, 1, 100_000),
             batch_within_s=reader.decimal_seconds("RATER_BATCH_WITHIN_S", 0.05),
             cdr_consumer=reader.choice("RATER_CDR_CONSUMER", "direct", ("direct", "faust", "off")),
             max_record_bytes=reader.integer("RATER_MAX_RECORD_BYTES", 65_536, 1024, 16_777_216),

@@ -10,7 +10,8 @@ with its own aiokafka consumer in its own consumer group, `<app_id>-cdr`.
 The contract is the agents' (rater.agents.delivery), at least once:
 
 1. `getmany` up to `batch_max` records (per partition in offset order, so one
-   subscription's CDRs keep their order);
+   subscription's CDRs keep their order), or up to `batch_steady_max` while fewer
+   than `batch_max` records wait (short Lua scripts while keeping up);
 2. the SAME `CdrBatchRater.rate` (one Lua call per batch);
 3. every output record sent, and every broker ack awaited (acks=all);
 4. only then the batch's offsets are committed (manual commit).
@@ -21,6 +22,11 @@ results and are re-emitted identically (SPEC §5.8). On a rebalance the revoke
 callback waits for the batch in flight to finish and commit before the
 partitions move, so a clean hand-over re-delivers nothing; a crash re-delivers
 at most the uncommitted batch, which the idempotent Lua absorbs.
+
+The worker's HTTP API shares this event loop, so a batch's CPU work (decode, output
+records, handing them to the producer) is done in steps and the loop is handed back
+about every millisecond (`_Turns`); docs/performance.md, "Call set-up latency beside
+rating".
 """
 
 from __future__ import annotations
@@ -28,9 +34,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -45,6 +52,7 @@ from rater.service.rating import CdrBatchRater, PreparedBatch
 from rater.service.step import BatchOutput
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 REVOKE_WAIT_S = 60.0
 LAG_INTERVAL_S = 5.0
@@ -53,6 +61,14 @@ MAX_DELIVERIES = 4  # batches sent but not yet acknowledged and committed
 # redis-py's asyncio client writes a command on the 2nd event-loop iteration after the
 # call starts (pool checkout, then the send); one more for slack
 REQUEST_YIELDS = 3
+# The HTTP API shares this event loop: a 1,000-CDR batch decoded or built in one go held it
+# for 10-20 ms (more when the process was preempted meanwhile), and every request waited
+# behind it. A batch's CPU work is done in steps of CPU_STEP CDRs (or output records, about
+# 0.5 ms), and the consumer hands the loop back after TURN_S of them (see _Turns).
+CPU_STEP = 50
+TURN_S = 0.001
+BEHIND_TURN_S = 0.005  # behind a backlog: fewer hand-backs, each an event-loop turn
+MAX_TURN_S = 0.02
 
 
 async def _let_request_out() -> None:
@@ -62,6 +78,54 @@ async def _let_request_out() -> None:
     turns instead of working at the same time."""
     for _ in range(REQUEST_YIELDS):
         await asyncio.sleep(0)
+
+
+class _Turns:
+    """Turn-taking between the consumer's CPU work and the rest of the event loop (HTTP
+    requests, Redis replies, the Kafka clients).
+
+    `pause()` between two steps hands the loop back once the consumer has held it for its
+    turn. While the consumer keeps up, the turn is TURN_S: the API comes first, and a
+    request waits at most about that long for rating. While a backlog waits (`behind`,
+    set by the consumer), the turn is BEHIND_TURN_S, or as long as the loop took to come
+    back when that was longer (other work was queued: a burst of requests), up to
+    MAX_TURN_S: the consumer then keeps about half the loop instead of waiting behind
+    every queued request after each step, so rating does not starve under a flood of
+    requests, and a backlog is rated with few hand-backs (each costs a loop turn)."""
+
+    def __init__(self, turn_s: float = TURN_S, max_turn_s: float = MAX_TURN_S,
+                 behind_turn_s: float = BEHIND_TURN_S) -> None:
+        self.least, self.most, self.behind_least = turn_s, max_turn_s, behind_turn_s
+        self.turn = turn_s
+        self.since = time.perf_counter()
+        self.behind = False
+
+    def start(self) -> None:
+        """The consumer holds the loop from now: call it only right after an await that
+        surely handed the loop over (not every await does: a call that finds its result
+        ready returns without a turn), or a turn could last longer than it should."""
+        self.since = time.perf_counter()
+
+    async def pause(self) -> None:
+        now = time.perf_counter()
+        if now - self.since < self.turn:
+            return
+        await asyncio.sleep(0)
+        self.since = time.perf_counter()
+        self.turn = min(self.most, max(self.behind_least, self.since - now)) \
+            if self.behind else self.least
+
+
+async def _stepped(steps: Generator[None, None, _T], turns: _Turns) -> _T:
+    """Run a stepped computation (CdrBatchRater.prepare_steps / finish_steps), taking
+    turns with the rest of the event loop between its steps."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            value: _T = done.value
+            return value
+        await turns.pause()
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -111,6 +175,8 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
         self._partitions: dict[str, list[int]] = {}  # output topic -> its partitions
         self._key_hashes: dict[bytes, int] = {}  # key -> murmur2(key), bounded
         self._lag = LagGauge()
+        self._backlog = 0  # records waiting after the last batch taken (fetch highwaters)
+        self._turns = _Turns()
         super().__init__(**kwargs)
 
     def assignment(self) -> set[Any]:
@@ -172,14 +238,36 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
             # with a batch in Redis, take only what is already fetched: that batch must
             # not wait for new records to arrive before it is finished and delivered
             batch = await consumer.getmany(timeout_ms=0 if self._in_redis else within_ms,
-                                           max_records=self.settings.batch_max)
+                                           max_records=self._batch_limit())
             async with self._busy:
                 if self._closing:
                     return
                 if batch:
                     assigned = consumer.assignment()
                     batch = {tp: ms for tp, ms in batch.items() if tp in assigned}
+                    self._backlog = self._waiting_after(batch)
+                    self._turns.behind = self._backlog >= self.settings.batch_max
                 await self._advance(batch)
+
+    def _batch_limit(self) -> int:
+        """Full batches (RATER_BATCH_MAX) while a backlog waits: fewer, longer scripts rate
+        it fastest. Short ones (RATER_BATCH_STEADY_MAX) while the consumer keeps up: the
+        same rate costs nothing more, and each script holds Redis (and with it every
+        authorize request's read) for a few ms instead of up to ~20 ms."""
+        s = self.settings
+        return s.batch_max if self._backlog >= s.batch_max else min(s.batch_max,
+                                                                     s.batch_steady_max)
+
+    def _waiting_after(self, batch: dict[Any, list[Any]]) -> int:
+        """Records still waiting on the batch's partitions after it, as of their last fetch
+        (highwater); the partitions with nothing fetched are caught up or not yet seen."""
+        assert self.consumer is not None
+        waiting = 0
+        for tp, messages in batch.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None and messages:
+                waiting += max(0, highwater - messages[-1].offset - 1)
+        return waiting
 
     async def _advance(self, batch: dict[Any, list[Any]] | None) -> None:
         """One step of the pipeline: decode the new batch and build its Redis request (while
@@ -188,7 +276,7 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
         batch's output records (while Redis rates the new one) and hand them to delivery.
         Redis calls, deliveries and commits each stay strictly in batch order; a batch is
         never rated before the one before it."""
-        incoming = self._take(batch) if batch else None
+        incoming = await self._take(batch) if batch else None
         current, self._in_redis = self._in_redis, None
         results = None
         if current is not None:
@@ -199,8 +287,10 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
             incoming.call = asyncio.ensure_future(self.rater.call_redis(incoming.batch))
             self._in_redis = incoming
             await _let_request_out()  # Redis rates it while the CPU work below runs
+            self._turns.start()  # the loop was just handed over: a fresh turn
         if current is not None and results is not None:
-            output = self.rater.finish(current.batch, results)
+            output = await _stepped(
+                self.rater.finish_steps(current.batch, results, CPU_STEP), self._turns)
             await self._bound_deliveries()
             # the records go to the producer now, in batch order; their acks and the
             # commit are awaited by the delivery task, after the batch before's commit
@@ -222,7 +312,7 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
             await asyncio.wait([self._in_flight[0]])
             self._in_flight = [d for d in self._in_flight if not d.done()]
 
-    def _take(self, batch: dict[Any, list[Any]]) -> _Stage:
+    async def _take(self, batch: dict[Any, list[Any]]) -> _Stage:
         records: list[SourceRecord] = []
         offsets: dict[Any, int] = {}
         for tp, messages in batch.items():
@@ -230,7 +320,8 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
                 records.append(SourceRecord(m.topic, m.partition, m.offset, m.key, m.value))
             offsets[tp] = messages[-1].offset + 1
         started = asyncio.get_running_loop().time()
-        return _Stage(records, offsets, started, self.rater.prepare(records))
+        prepared = await _stepped(self.rater.prepare_steps(records, CPU_STEP), self._turns)
+        return _Stage(records, offsets, started, prepared)
 
     async def _ratings(self, stage: _Stage) -> list[str] | None:
         """The stage's raw Redis replies; a failure retries the batch from scratch (decoded
@@ -299,7 +390,9 @@ class DirectCdrConsumer(Service):  # type: ignore[misc]
         assert producer is not None
         builders: dict[tuple[str, int], Any] = {}
         pending = []
-        for emit in output.emits:
+        for index, emit in enumerate(output.emits):
+            if index and not index % CPU_STEP:
+                await self._turns.pause()  # as _stepped: the API shares this event loop
             partition = await self._partition(emit.topic, emit.key)
             slot = (emit.topic, partition)
             builder = builders.get(slot)

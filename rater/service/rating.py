@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import orjson
 
@@ -17,6 +18,8 @@ from rater.service.step import BatchOutput, Step
 from rater.service.tally import Tally
 from rater.store import RatingInput, RatingRequest, RedisStore, rating_results
 
+_T = TypeVar("_T")
+
 
 @dataclass(slots=True)
 class PreparedBatch:
@@ -28,6 +31,16 @@ class PreparedBatch:
     inputs: list[RatingInput]
     sources: list[SourceRecord]  # the record of each input
     request: RatingRequest | None = None  # the inputs' script calls, ready to send
+
+
+def _run(steps: Generator[None, None, _T]) -> _T:
+    """All of a stepped computation at once; its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            value: _T = done.value
+            return value
 
 
 class CdrBatchRater(Step):
@@ -50,16 +63,29 @@ class CdrBatchRater(Step):
     def prepare(self, records: Sequence[SourceRecord]) -> PreparedBatch:
         """Decode and validate, and build the Redis request (CPU only): invalid records
         become dead letters at once."""
+        return _run(self.prepare_steps(records, len(records) or 1))
+
+    def prepare_steps(
+        self, records: Sequence[SourceRecord], step: int
+    ) -> Generator[None, None, PreparedBatch]:
+        """`prepare`, pausing after every `step` records (the generator's value is the
+        batch): a consumer that shares its event loop with latency-sensitive work, such as
+        the HTTP API, yields to it between steps instead of holding the loop for the whole
+        batch (docs/performance.md). The outcome is exactly `prepare`'s."""
         now = self.clock()
         batch = PreparedBatch(now, Tally(rating_batch_size=len(records)), [], [], [])
-        for record in records:
-            try:
-                cdr = decode_cdr(record.value or b"", self.max_bytes)
-            except InvalidRecord as exc:
-                batch.emits.append(self._reject(record, "invalid", str(exc), now, batch.tally))
-                continue
-            batch.inputs.append(RatingInput(cdr, cdr_fingerprint(cdr)))
-            batch.sources.append(record)
+        for start in range(0, len(records), step):
+            if start:
+                yield
+            for record in records[start:start + step]:
+                try:
+                    cdr = decode_cdr(record.value or b"", self.max_bytes)
+                except InvalidRecord as exc:
+                    batch.emits.append(
+                        self._reject(record, "invalid", str(exc), now, batch.tally))
+                    continue
+                batch.inputs.append(RatingInput(cdr, cdr_fingerprint(cdr)))
+                batch.sources.append(record)
         if batch.inputs:
             clock = RatingClock(now, self.grace_ms, self.future_ms)
             batch.request = self.store.rating_request(batch.inputs, clock, now)
@@ -74,17 +100,27 @@ class CdrBatchRater(Step):
 
     def finish(self, batch: PreparedBatch, replies: Sequence[str]) -> BatchOutput:
         """The output records (CPU only), after the batch's dead letters for invalid input."""
+        return _run(self.finish_steps(batch, replies, len(batch.inputs) or 1))
+
+    def finish_steps(
+        self, batch: PreparedBatch, replies: Sequence[str], step: int
+    ) -> Generator[None, None, BatchOutput]:
+        """`finish`, pausing after parsing the replies and after every `step` rated CDRs
+        (see `prepare_steps`); the outcome is exactly `finish`'s."""
         emits, tally, now = batch.emits, batch.tally, batch.now
         results: Sequence[CallRating | Rejection] = (
             rating_results(batch.request, replies) if batch.request is not None else ())
-        for item, record, result in zip(batch.inputs, batch.sources, results, strict=True):
-            if isinstance(result, Rejection):
-                ids = {"subscription_id": item.cdr.subscription_id,
-                       "call_id": item.cdr.call_id}
-                emits.append(
-                    self._reject(record, result.reason, result.detail, now, tally, ids))
-            else:
-                self._emit_rating(item, result, emits, tally)
+        rated = list(zip(batch.inputs, batch.sources, results, strict=True))
+        for start in range(0, len(rated), step):
+            yield
+            for item, record, result in rated[start:start + step]:
+                if isinstance(result, Rejection):
+                    ids = {"subscription_id": item.cdr.subscription_id,
+                           "call_id": item.cdr.call_id}
+                    emits.append(
+                        self._reject(record, result.reason, result.detail, now, tally, ids))
+                else:
+                    self._emit_rating(item, result, emits, tally)
         return BatchOutput(emits, tally)
 
     def _reject(

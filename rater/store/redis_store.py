@@ -19,6 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 
 from rater.config import Settings
 from rater.rating.clock import RatingClock
@@ -36,6 +37,7 @@ from rater.records.shapes import ZONES, Cdr, Increment, Subscription, Zone
 from rater.store import keys
 from rater.store.errors import redis_errors
 from rater.store.keys import KEEP_MS, SESSION_KEEP_MS, SESSION_SWEEP_MAX, ZONE_LETTER, KeySpace
+from rater.store.pipelined import PipelinedReader
 from rater.store.scripts import source
 from rater.store.sessions import SessionStore
 
@@ -169,7 +171,8 @@ def _ignore_expirations(expired: Expirations) -> None:
 
 
 class RedisStore:
-    def __init__(self, client: Any, prefix: str, cluster: bool = False) -> None:
+    def __init__(self, client: Any, prefix: str, cluster: bool = False,
+                 reads: PipelinedReader | None = None) -> None:
         self.client = client
         self.prefix = prefix
         self.keys = KeySpace(prefix)
@@ -182,6 +185,9 @@ class RedisStore:
         # and the sweeper need only a few connections beside them
         self.request_slots = asyncio.Semaphore(REQUEST_SLOTS)
         self.sessions = SessionStore(self)
+        # the API's per-request read (snapshot) over one pipelined connection, when the
+        # URL allows it (rater.store.pipelined); everything else through redis-py
+        self._reads = reads
         self._rate = client.register_script(source("rate_batch"))
         self._upsert = client.register_script(source("upsert_subscription"))
         self._set_payg = client.register_script(source("set_payg"))
@@ -205,10 +211,27 @@ class RedisStore:
             # fail its next command once. Reconnect instead (the scripts are idempotent).
             retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, (RedisConnectionError,))
             client = aioredis.Redis.from_url(settings.redis_url, retry=retry, **options)
-        return cls(client, settings.key_prefix, settings.redis_cluster)
+        reads = None if settings.redis_cluster else PipelinedReader.for_url(
+            settings.redis_url, options["socket_timeout"], options["socket_connect_timeout"])
+        return cls(client, settings.key_prefix, settings.redis_cluster, reads)
 
     async def close(self) -> None:
+        if self._reads is not None:
+            await self._reads.close()
         await self.client.aclose()
+
+    async def _read_script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """A per-request script's reply (the snapshot, whose only writes are the idempotent
+        sweep of expired sessions), over the pipelined connection when there is one.
+        A Redis that does not know the script yet (new, restarted, flushed) gets it from
+        redis-py's script object, which loads it."""
+        if self._reads is not None:
+            try:
+                return await self._reads.evalsha(script.sha, keys, args)
+            except NoScriptError:
+                pass
+        async with self.request_slots:  # redis-py's pool must not be exhausted by a burst
+            return await script(keys=keys, args=args)
 
     async def ping(self) -> bool:
         async with redis_errors():
@@ -371,9 +394,10 @@ class RedisStore:
         """The plan and the counters of the period holding `at_ms`, after the sweep of the
         subscription's sessions expired by `now_ms` (default `at_ms`)."""
         now = at_ms if now_ms is None else now_ms
-        async with self.request_slots, redis_errors():
-            answer = await self._snapshot(keys=[self.sub_key(subscription_id)],
-                                          args=[at_ms, now, SESSION_KEEP_MS, SESSION_SWEEP_MAX])
+        async with redis_errors():
+            answer = await self._read_script(
+                self._snapshot, [self.sub_key(subscription_id)],
+                [at_ms, now, SESSION_KEEP_MS, SESSION_SWEEP_MAX])
         if not answer:
             return None
         period, end_ms, plan_flat, counters_flat, expired_validity, expired_wait = answer
