@@ -300,6 +300,15 @@ def test_100_concurrent_sessions_of_one_user_never_grant_more_than_a_limit_of_1(
                                          user_id=spender))
     assert (decision["decision"], decision["max_duration_s"], decision["reason"]) == (
         "block", None, "spend_limit")
+    streamed = [attempt_doc(attempt_id=unique("stream"), subscription_id=sub, user_id=user)
+                for user in (spender, other)]
+    api.produce(api.settings.topics.attempts, streamed)
+    wanted = {a["attempt_id"] for a in streamed}
+    decided = {d["attempt_id"]: d for d in api.read(
+        api.settings.topics.decisions,
+        lambda ds: wanted <= {d["attempt_id"] for d in ds}, what="streamed decisions")}
+    assert [(decided[a["attempt_id"]]["decision"], decided[a["attempt_id"]]["reason"])
+            for a in streamed] == [("block", "spend_limit"), ("permit", "payg")]
     assert_next_calls(api, sub, spender, other, token, "after the set-ups")
 
     # every call runs to its grant and ends; half the CDRs come before their terminate
