@@ -52,8 +52,8 @@ add_or_drop(sub_key, 's:o', -1) -- still reserving: 's:n' stays
 local deadline = now + cdr_wait * 1000
 local answer = answer_text('p', used, true, 0, 'terminated', now)
 redis.call('HSET', key, 'st', 't', 'used', used, 'res', reserved, 'ra', int_text(amount),
-  'rn', highest,
-  'arn', number_text, 'k', 't', 'ans', answer, 'term', '1', 'dl', int_text(deadline))
+  'rn', highest, 'arn', number_text, 'k', 't', 'ans', answer, 'term', '1',
+  'dl', int_text(deadline))
 redis.call('ZADD', base .. 'sx', deadline, sid)
 local register = ''
 if deadline < s.dl then register = int_text(deadline) end

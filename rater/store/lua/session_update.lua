@@ -46,7 +46,8 @@ session_reserve(sub_key, base, s, reserved - s.res, amount - s.ra)
 local deadline = now + (validity + grace) * 1000
 local answer = answer_text('p', authorised, final, validity, reason, now + validity * 1000)
 redis.call('HSET', key, 'val', validity, 'auth', authorised, 'used', used, 'res', reserved,
-  'ra', int_text(amount), 'rn', highest, 'arn', number_text, 'k', 'u', 'ans', answer, 'dl', int_text(deadline))
+  'ra', int_text(amount), 'rn', highest, 'arn', number_text, 'k', 'u', 'ans', answer,
+  'dl', int_text(deadline))
 redis.call('ZADD', base .. 'sx', deadline, sid)
 local register = ''
 if deadline < s.dl then register = int_text(deadline) end
