@@ -9,12 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rater.rating.clock import RatingClock
 from rater.rating.decision import PoolState, decide
 from rater.rating.increments import billable_seconds
+from rater.rating.model import ReferenceRater
 from rater.rating.money import overage_amount, rate_to_micro, to_micro
-from rater.rating.sessions import Grant, grant, terminate_grant
+from rater.rating.sessions import Grant, SessionPolicy, grant, terminate_grant
 from rater.rating.spend import SpendTerms, max_overage_within, reservation_amount
-from rater.records import CallAttempt, Increment
+from rater.records import CallAttempt, Increment, SessionInitial, cdr_fingerprint
+from tests.builders import make_cdr, make_subscription, ms
 
 INC = Increment(60, 60)
 RATE = Decimal("0.025")  # 25,000 micro-units a minute: 60 s cost 0.025000
@@ -210,3 +213,36 @@ def test_decisions_with_payg_on_and_a_limit_give_the_longest_call_it_allows() ->
 def test_limits_never_touch_free_calls(limit: int | None) -> None:
     terms = SpendTerms(RATE, limit, 10**12)
     assert decide(attempt("inbound"), PoolState(0, False, INC, terms)).decision == "permit"
+
+
+# ------------------------------------------------------------------ the model ---
+
+def test_the_model_counts_charges_and_reserved_amounts_per_user_and_period() -> None:
+    now = ms("2026-01-15T12:00:00Z")
+    model = ReferenceRater()
+    model.upsert(make_subscription(payg=True, domestic_minutes=1))  # a 60 s pool
+    assert model.set_spend_limit("sub-1", "u1", 100_000)
+    assert not model.set_spend_limit("nobody", "u1", 1)
+    policy = SessionPolicy()
+    # 60 s in the pool, 180 s beyond it: 0.075000 at worst, within 0.10
+    out = model.sessions.initial(SessionInitial("s1", "sub-1", "u1", "outbound", "domestic",
+                                                False, 240, 0), policy, now)
+    assert out.answer is not None and out.answer.granted_s == 240
+    key = ("sub-1", "2026-01-01", "u1")
+    assert model.user_reserved == {key: 75_000}
+    # 0.025000 left: the next call of u1 gets 60 s, final; another user is not capped
+    capped = model.sessions.initial(SessionInitial("s2", "sub-1", "u1", "outbound",
+                                                   "domestic", False, 240, 0), policy, now)
+    assert capped.answer is not None
+    assert (capped.answer.granted_s, capped.answer.reason) == (60, "spend_limit")
+    other = model.sessions.initial(SessionInitial("s3", "sub-1", "u2", "outbound",
+                                                  "domestic", False, 240, 0), policy, now)
+    assert other.answer is not None and other.answer.granted_s == 240
+    # the CDR of s1 (150 s: 60 included, 120 s overage = 0.050000) releases its amount
+    cdr = make_cdr(call_id="s1", user_id="u1", started_at=now - 200_000, duration_s=150)
+    model.rate(cdr, cdr_fingerprint(cdr), RatingClock(now), now)
+    assert model.user_amounts == {key: 50_000}
+    assert model.user_reserved[key] == 25_000  # s2's
+    assert model.spend_terms("sub-1", "2026-01-01", "u1", "domestic").budget_micro == 25_000
+    assert model.set_spend_limit("sub-1", "u1", None)
+    assert model.spend_terms("sub-1", "2026-01-01", "u1", "domestic").budget_micro is None
