@@ -22,6 +22,7 @@ from rater.service.decisions import AttemptDecider
 from rater.service.payg import PaygSwitcher
 from rater.service.rating import CdrBatchRater
 from rater.service.sessions import SessionService, SessionSweeper, count_expirations
+from rater.service.spend_limits import SpendLimits
 from rater.service.subscriptions import SubscriptionApplier
 from rater.store import RedisStore
 from rater.web.health import register_health
@@ -42,6 +43,7 @@ class Runtime:
     decider: AttemptDecider
     applier: SubscriptionApplier
     payg: PaygSwitcher
+    spend_limits: SpendLimits
     sessions: SessionService
 
 
@@ -57,6 +59,8 @@ def create_app(settings: Settings) -> tuple[Any, Runtime]:
         applier=SubscriptionApplier(store, settings),
         payg=PaygSwitcher(store, kafka_publisher(app), settings.topics.subscription_events,
                           now_ms),
+        spend_limits=SpendLimits(store, kafka_publisher(app),
+                                 settings.topics.subscription_events, now_ms),
         sessions=SessionService(store, settings),
     )
     register_agents(app, settings, runtime.rater, runtime.decider, runtime.applier)

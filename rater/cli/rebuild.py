@@ -63,10 +63,10 @@ async def rebuild(settings: Settings, force: bool = False) -> Any:
         read_to_end(bootstrap, [topics.subscription_events]),
         read_to_end(bootstrap, [topics.rated]), read_to_end(bootstrap, [topics.charges]),
         read_to_end(bootstrap, [topics.alerts]), read_to_end(bootstrap, [topics.cdr]))
-    subs = apply_events(events, report)
+    applied = apply_events(events, report)
     now = now_ms()
     store = RedisStore.from_settings(settings)
-    state = rebuild_state(store.keys, settings.late_grace_s * 1000, subs, rated, charges,
+    state = rebuild_state(store.keys, settings.late_grace_s * 1000, applied, rated, charges,
                           alerts, cdr_fingerprints(cdrs), report, now)
     try:
         await write_state(store, state, report, now)

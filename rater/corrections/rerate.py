@@ -42,14 +42,17 @@ class PaygChangeAt:
 
 @dataclass(slots=True)
 class CounterDeltas:
-    """What a rerate changes in one subscription's period counters, per zone and per user;
-    `totals` are the rerated counters of the calls rerated (used where the counters are
-    gone, e.g. a period whose keys have expired)."""
+    """What a rerate changes in one subscription's period counters, per zone and per user
+    (billable seconds, and the overage amount a spend limit weighs: SPEC §14); `totals`
+    are the rerated counters of the calls rerated (used where the counters are gone, e.g.
+    a period whose keys have expired)."""
 
     zones: dict[Zone, ZoneCounters] = field(default_factory=dict)
     totals: dict[Zone, ZoneCounters] = field(default_factory=dict)
     user_seconds: dict[tuple[str, Zone], int] = field(default_factory=dict)
     user_totals: dict[tuple[str, Zone], int] = field(default_factory=dict)
+    user_amounts: dict[str, int] = field(default_factory=dict)
+    user_amount_totals: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,10 +169,20 @@ def _count(deltas: CounterDeltas, call: Mapping[str, Any], rated: CallRating) ->
         total.overage_micro += rated.amount_micro
         deltas.user_seconds[user] = deltas.user_seconds.get(user, 0) + rated.billable_s
         deltas.user_totals[user] = deltas.user_totals.get(user, 0) + rated.billable_s
+        if rated.overage_s > 0:  # the live path counts a user's amount per overage call
+            _add(deltas.user_amounts, call["user_id"], rated.amount_micro)
+            _add(deltas.user_amount_totals, call["user_id"], rated.amount_micro)
     if call["outcome"] != "free":
+        original = to_micro(Decimal(call["amount"]))
         change.used_included_s -= int(call["included_s"])
         change.overage_s -= int(call["overage_s"])
         change.unbilled_s -= int(call["unbilled_s"])
-        change.overage_micro -= to_micro(Decimal(call["amount"]))
+        change.overage_micro -= original
         deltas.user_seconds[user] = deltas.user_seconds.get(user, 0) - int(call["billable_s"])
+        if int(call["overage_s"]) > 0:
+            _add(deltas.user_amounts, call["user_id"], -original)
+
+
+def _add(totals: dict[str, int], key: str, amount: int) -> None:
+    totals[key] = totals.get(key, 0) + amount
 

@@ -43,7 +43,7 @@ ADJUSTMENT_COLUMNS = (
 )
 COLUMNS = {"rated_calls": RATED_CALL_COLUMNS, "overage_charges": CHARGE_COLUMNS,
            "audit_events": AUDIT_COLUMNS, "adjustments": ADJUSTMENT_COLUMNS}
-AUDITED_TYPES = frozenset({"payg.changed"})
+AUDITED_TYPES = frozenset({"payg.changed", "spend_limit.changed"})
 
 MAX_ID_CHARS = 128
 MAX_TEXT_CHARS = 1024

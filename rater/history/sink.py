@@ -6,7 +6,8 @@ in batches of up to RATER_HISTORY_BATCH_MAX records. For each batch, in order:
 
 1. every record becomes a row (`rows`), or a dead letter with reason `invalid`
    (rated calls and charges), or nothing (subscription events other than
-   `payg.changed`, and invalid ones, which the worker's own agent dead-letters);
+   `payg.changed` and `spend_limit.changed`, and invalid ones, which the worker's own
+   agent dead-letters);
 2. the rows are written in one transaction, idempotently (`writer`);
 3. the dead letters are sent and acknowledged;
 4. only then the batch's offsets are committed.

@@ -5,7 +5,9 @@ rebuild expected totals from a CDR file. Check order is §5.10's:
 unknown subscription, future timestamp, period closed, duplicates. Duplicates
 are found within the start month and the months either side (`start_month`),
 the horizon the Redis layout keeps. Credit-control sessions (SPEC §11) are in
-`sessions` (rater.rating.session_model); a new CDR closes its call's session.
+`sessions` (rater.rating.session_model); a new CDR closes its call's session. Per-user
+spend limits (SPEC §14) are in `limits`, weighed against `user_amounts` (overage charged)
+and `user_reserved` (the worst-case amounts of the user's sessions).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from rater.rating.money import overage_amount, to_micro
 from rater.rating.periods import period_of
 from rater.rating.results import AlertCrossing, CallRating, Rejection, ZoneCounters
 from rater.rating.session_model import SessionBook
+from rater.rating.spend import SpendTerms
 from rater.rating.split import FREE, split_call, thresholds_reached
 from rater.rating.subscription_rules import check_upsert
 from rater.records.shapes import Cdr, Subscription, Zone
@@ -31,6 +34,11 @@ class ReferenceRater:
     # rated calls by (subscription, call_id, start month): ids are remembered per month
     rated: dict[tuple[str, str, int], tuple[str, CallRating]] = field(default_factory=dict)
     alerted: set[tuple[str, str, Zone, int]] = field(default_factory=set)
+    # SPEC §14: (subscription, user) -> monthly limit; (subscription, period, user) -> the
+    # overage amount charged, and the amount its sessions reserve (micro-units)
+    limits: dict[tuple[str, str], int] = field(default_factory=dict)
+    user_amounts: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    user_reserved: dict[tuple[str, str, str], int] = field(default_factory=dict)
     # credit-control sessions (SPEC §11); their reservations are in `counters`
     sessions: SessionBook = field(init=False)
 
@@ -49,8 +57,41 @@ class ReferenceRater:
         self.subscriptions[subscription_id] = _with_payg(current, enabled)
         return current.payg_enabled
 
+    def set_spend_limit(self, subscription_id: str, user_id: str,
+                        limit_micro: int | None) -> bool:
+        """False when the subscription is unknown (nothing changes)."""
+        if subscription_id not in self.subscriptions:
+            return False
+        if limit_micro is None:
+            self.limits.pop((subscription_id, user_id), None)
+        else:
+            self.limits[(subscription_id, user_id)] = limit_micro
+        return True
+
     def zone(self, subscription_id: str, period: str, zone: Zone) -> ZoneCounters:
         return self.counters.setdefault((subscription_id, period, zone), ZoneCounters())
+
+    def spend_terms(self, subscription_id: str, period: str, user_id: str, zone: Zone,
+                    own_micro: int = 0) -> SpendTerms:
+        """The user's terms for a decision on the zone's pool of `period`; `own_micro` is
+        what the deciding session reserves itself (not one of the user's *other* sessions)."""
+        sub = self.subscriptions[subscription_id]
+        key = (subscription_id, period, user_id)
+        return SpendTerms(sub.plan.payg_rate_per_minute[zone],
+                          self.limits.get((subscription_id, user_id)),
+                          self.user_amounts.get(key, 0),
+                          self.user_reserved.get(key, 0) - own_micro)
+
+    def reserve_amount(self, subscription_id: str, period: str, user_id: str,
+                       delta_micro: int) -> None:
+        """Change what the user's sessions reserve in `period` (a zero total is dropped,
+        as Redis drops the field)."""
+        key = (subscription_id, period, user_id)
+        total = self.user_reserved.get(key, 0) + delta_micro
+        if total:
+            self.user_reserved[key] = total
+        else:
+            self.user_reserved.pop(key, None)
 
     def rate(
         self, cdr: Cdr, fingerprint: str, clock: RatingClock, rated_at_ms: int
@@ -111,6 +152,8 @@ class ReferenceRater:
             amount_micro = to_micro(overage_amount(split.overage_s, rate_per_minute))
             counters.overage_micro += amount_micro
             rate = str(rate_per_minute)
+            spent_key = (cdr.subscription_id, period, cdr.user_id)
+            self.user_amounts[spent_key] = self.user_amounts.get(spent_key, 0) + amount_micro
         user_key = (cdr.subscription_id, period, cdr.user_id, cdr.zone)
         self.user_seconds[user_key] = self.user_seconds.get(user_key, 0) + billable
         alerts = []

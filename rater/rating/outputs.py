@@ -1,7 +1,8 @@
 """Every output record of SPEC §4 (field names are the contract), and the subscription
 events the rater itself publishes: rated call and charge, threshold alert, decision,
-session answer (§11), dead letter, `payg.changed`, `subscription.upserted`, and the adjustment
-of a rerate (§13). Plain dicts, ready for orjson."""
+session answer (§11), dead letter, `payg.changed`, `spend_limit.changed` (§14),
+`subscription.upserted`, and the adjustment of a rerate (§13). Plain dicts, ready for
+orjson."""
 
 from __future__ import annotations
 
@@ -156,6 +157,29 @@ def payg_changed(
         "subscription_id": subscription_id,
         "enabled": enabled,
         "previous": previous,
+        "revision": revision,
+        "actor": actor,
+        "role": role,
+        "at": format_ms(at_ms),
+    }
+
+
+def spend_limit_text(limit_micro: int | None) -> str | None:
+    """A limit on the wire: six decimal places, like every amount; None: no limit."""
+    return None if limit_micro is None else format_micro(limit_micro)
+
+
+def spend_limit_changed(
+    subscription_id: str, user_id: str, limit_micro: int | None, previous_micro: int | None,
+    revision: int, actor: str, role: str, at_ms: int,
+) -> Record:
+    """The audit event of a user's spend limit change (SPEC §14), like `payg_changed`."""
+    return {
+        "type": "spend_limit.changed",
+        "subscription_id": subscription_id,
+        "user_id": user_id,
+        "amount": spend_limit_text(limit_micro),
+        "previous": spend_limit_text(previous_micro),
         "revision": revision,
         "actor": actor,
         "role": role,

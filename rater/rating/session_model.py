@@ -4,7 +4,8 @@
 `rater.rating.sessions` in the order the Lua scripts do: the request checks first
 (a refused or repeated request changes nothing), then the sweep of the subscription's
 expired sessions, then the decision on the pool. Reservations live in the rater's
-`ZoneCounters.reserved_s`, beside the usage they are weighed against.
+`ZoneCounters.reserved_s`, beside the usage they are weighed against, and their worst-case
+amounts (SPEC §14) in the rater's `user_reserved`, beside what the user was charged.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from rater.rating.sessions import (
     terminate_grant,
     unknown_subscription,
 )
+from rater.rating.spend import SpendTerms
 from rater.records.shapes import (
     SessionInitial,
     SessionTerminate,
@@ -45,11 +47,17 @@ from rater.records.shapes import (
 
 
 class Pools(Protocol):
-    """What the book reads of the rater: the plans and the counters."""
+    """What the book reads of the rater: the plans, the counters and the users' spend."""
 
     subscriptions: dict[str, Subscription]
 
     def zone(self, subscription_id: str, period: str, zone: Zone) -> ZoneCounters: ...
+
+    def spend_terms(self, subscription_id: str, period: str, user_id: str, zone: Zone,
+                    own_micro: int = 0) -> SpendTerms: ...
+
+    def reserve_amount(self, subscription_id: str, period: str, user_id: str,
+                       delta_micro: int) -> None: ...
 
 
 @dataclass(slots=True)
@@ -68,6 +76,7 @@ class ModelSession:
     authorised_s: int | None = None
     used_s: int = 0
     reserved_s: int = 0
+    reserved_micro: int = 0  # its worst-case amount against its user's limit (SPEC §14)
     terminated: bool = False
     deadline_ms: int | None = None
     gone_ms: int | None = None
@@ -125,17 +134,22 @@ class SessionBook:
         counters = self.pools.zone(request.subscription_id, period, request.zone)
         available = pool_available(sub.included_s(request.zone), counters.used_included_s,
                                    counters.reserved_s)
+        spend = self.pools.spend_terms(request.subscription_id, period, request.user_id,
+                                       request.zone)
         decided = grant(True, 0, request.requested_s, available, sub.payg_enabled,
-                        sub.plan.billing_increment)
+                        sub.plan.billing_increment, spend)
         answer = answer_of("initial", decided, policy.validity_s, now_ms)
         if decided.decision == "block":
             remember("blocked", answer, now_ms + self.keep_ms)
             return SessionOutcome(answer, expired=expired)
         counters.reserved_s += decided.reserved_s
+        self.pools.reserve_amount(request.subscription_id, period, request.user_id,
+                                  decided.reserved_micro)
         self.sessions[key] = ModelSession(
             "open", request.zone, request.user_id, policy.validity_s, answer, "initial",
             request.request_number, request.request_number, period=period,
             authorised_s=decided.authorised_s, reserved_s=decided.reserved_s,
+            reserved_micro=decided.reserved_micro,
             deadline_ms=policy.open_deadline_ms(now_ms))
         return SessionOutcome(answer, expired=expired)
 
@@ -185,19 +199,24 @@ class SessionBook:
         counters = self.pools.zone(subscription_id, stored.period, stored.zone)
         available = pool_available(sub.included_s(stored.zone), counters.used_included_s,
                                    counters.reserved_s, stored.reserved_s)
+        spend = self.pools.spend_terms(subscription_id, stored.period, stored.user_id,
+                                       stored.zone, stored.reserved_micro)
         increment = sub.plan.billing_increment
         if kind == "terminate":
-            decided = terminate_grant(used_s, available, sub.payg_enabled, increment)
+            decided = terminate_grant(used_s, available, sub.payg_enabled, increment, spend)
             stored.state, stored.terminated = "terminated", True
             stored.deadline_ms = policy.terminated_deadline_ms(now_ms)
         else:
             decided = grant(False, used_s, requested_s, available, sub.payg_enabled,
-                            increment)
+                            increment, spend)
             stored.authorised_s = decided.authorised_s
             stored.validity_s = policy.validity_s
             stored.deadline_ms = policy.open_deadline_ms(now_ms)
         counters.reserved_s += decided.reserved_s - stored.reserved_s
+        self.pools.reserve_amount(subscription_id, stored.period, stored.user_id,
+                                  decided.reserved_micro - stored.reserved_micro)
         stored.reserved_s, stored.used_s = decided.reserved_s, used_s
+        stored.reserved_micro = decided.reserved_micro
         stored.answer = answer_of(kind, decided, policy.validity_s, now_ms)
         return SessionOutcome(stored.answer, expired=expired)
 
@@ -234,7 +253,9 @@ class SessionBook:
         assert session.period is not None
         self.pools.zone(subscription_id, session.period, session.zone).reserved_s -= (
             session.reserved_s)
-        session.state, session.reserved_s = state, 0
+        self.pools.reserve_amount(subscription_id, session.period, session.user_id,
+                                  -session.reserved_micro)
+        session.state, session.reserved_s, session.reserved_micro = state, 0, 0
         session.deadline_ms, session.gone_ms = None, now_ms + self.keep_ms
 
     # ------------------------------------------------------------- reading ---

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from rater.rating.increments import billable_seconds, max_duration_within
+from rater.rating.spend import SpendTerms
 from rater.records.shapes import Increment
 
 RequestKind = Literal["initial", "update", "terminate"]
 SessionDecision = Literal["permit", "block"]
 SessionReason = Literal["free", "included", "payg", "exhausted", "unknown_subscription",
-                        "terminated"]
+                        "terminated", "spend_limit"]
 SessionState = Literal["open", "terminated", "closed", "expired", "blocked", "free", "ended"]
 RefusalCode = Literal["unknown_session", "session_exists", "out_of_order", "terminated",
                       "closed", "blocked", "used_decreased"]
@@ -64,13 +65,15 @@ class SessionPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """A decision on a pool: what the session is authorised and what it reserves."""
+    """A decision on a pool: what the session is authorised and what it reserves, in
+    seconds of the pool and in the worst-case amount against its user's limit (SPEC §14)."""
 
     decision: SessionDecision
     authorised_s: int | None  # None: unlimited (free calls)
     reserved_s: int
     final: bool
     reason: SessionReason
+    reserved_micro: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,27 +144,58 @@ def held_seconds(used_s: int, available_s: int, payg: bool, increment: Increment
 
 
 def grant(initial: bool, used_s: int, requested_s: int, available_s: int, payg: bool,
-          increment: Increment) -> Grant:
-    """An initial request (`used_s` 0) or an update (§11.3, §11.4)."""
+          increment: Increment, spend: SpendTerms | None = None) -> Grant:
+    """An initial request (`used_s` 0) or an update (§11.3, §11.4, §14).
+
+    `spend` weighs the grant against the user's limit and prices its reservation (without
+    it the reservation costs nothing). At the limit, nothing more is granted, PAYG on or
+    off. Below it with PAYG on, the grant is capped so that its worst case fits in what
+    the limit leaves; a grant smaller than asked then says `spend_limit`."""
     asked = used_s + requested_s
+    if spend is not None and spend.at_limit:
+        return _hold(initial, used_s, available_s, payg, increment, spend, "spend_limit")
     if payg:
-        reserved = billable_seconds(asked, increment)
-        return Grant("permit", asked, reserved, False,
-                     "included" if reserved <= available_s else "payg")
+        cap = spend.cap(available_s, increment) if spend is not None else None
+        if cap is None or cap >= asked:
+            reserved = billable_seconds(asked, increment)
+            return Grant("permit", asked, reserved, False,
+                         "included" if reserved <= available_s else "payg",
+                         _amount(spend, reserved, available_s))
+        if cap > used_s:
+            reserved = billable_seconds(cap, increment)
+            return Grant("permit", cap, reserved, True, "spend_limit",
+                         _amount(spend, reserved, available_s))
+        return _hold(initial, used_s, available_s, payg, increment, spend, "spend_limit")
     fits = min(asked, max_duration_within(available_s, increment))
     if fits > used_s:
-        return Grant("permit", fits, billable_seconds(fits, increment), fits < asked,
-                     "included")
+        reserved = billable_seconds(fits, increment)
+        return Grant("permit", fits, reserved, fits < asked, "included",
+                     _amount(spend, reserved, available_s))
+    return _hold(initial, used_s, available_s, payg, increment, spend, "exhausted")
+
+
+def _hold(initial: bool, used_s: int, available_s: int, payg: bool, increment: Increment,
+          spend: SpendTerms | None, reason: SessionReason) -> Grant:
+    """Nothing more is granted: an initial request is blocked; an update keeps the seconds
+    it has used (`held_seconds`), priced by `SpendTerms.held`, and is told to end."""
     if initial:
-        return Grant("block", 0, 0, True, "exhausted")
-    return Grant("permit", used_s, held_seconds(used_s, available_s, payg, increment), True,
-                 "exhausted")
+        return Grant("block", 0, 0, True, reason)
+    held = held_seconds(used_s, available_s, payg, increment)
+    return Grant("permit", used_s, held, True, reason,
+                 spend.held(held, available_s) if spend is not None else 0)
 
 
-def terminate_grant(used_s: int, available_s: int, payg: bool, increment: Increment) -> Grant:
-    """Terminate (§11.5): the used seconds stay reserved until the call's CDR is rated."""
-    return Grant("permit", used_s, held_seconds(used_s, available_s, payg, increment), True,
-                 "terminated")
+def _amount(spend: SpendTerms | None, reserved_s: int, available_s: int) -> int:
+    return spend.amount(reserved_s, available_s) if spend is not None else 0
+
+
+def terminate_grant(used_s: int, available_s: int, payg: bool, increment: Increment,
+                    spend: SpendTerms | None = None) -> Grant:
+    """Terminate (§11.5): the used seconds stay reserved until the call's CDR is rated,
+    their amount re-priced to what they can cost (§14)."""
+    held = held_seconds(used_s, available_s, payg, increment)
+    return Grant("permit", used_s, held, True, "terminated",
+                 spend.held(held, available_s) if spend is not None else 0)
 
 
 def answer_of(kind: RequestKind, grant: Grant, validity_s: int, now_ms: int) -> SessionAnswer:

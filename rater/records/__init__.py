@@ -14,6 +14,8 @@ from rater.records.decode import (
     session_initial_from_document,
     session_terminate_from_document,
     session_update_from_document,
+    spend_limit_from_document,
+    spend_limit_micro,
     subscription_from_document,
 )
 from rater.records.schemas import InvalidRecord, parse_json, validate
@@ -28,6 +30,7 @@ from rater.records.shapes import (
     SessionInitial,
     SessionTerminate,
     SessionUpdate,
+    SpendLimitChange,
     Subscription,
     Zone,
 )
@@ -45,6 +48,7 @@ __all__ = [
     "SessionInitial",
     "SessionTerminate",
     "SessionUpdate",
+    "SpendLimitChange",
     "Subscription",
     "Zone",
     "attempt_from_document",
@@ -57,6 +61,8 @@ __all__ = [
     "session_initial_from_document",
     "session_terminate_from_document",
     "session_update_from_document",
+    "spend_limit_from_document",
+    "spend_limit_micro",
     "subscription_from_document",
     "validate",
 ]

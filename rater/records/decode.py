@@ -11,6 +11,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
+from rater.rating.money import to_micro
 from rater.records.schemas import parse_json, validate, validator
 from rater.records.shapes import (
     CallAttempt,
@@ -21,6 +22,7 @@ from rater.records.shapes import (
     SessionInitial,
     SessionTerminate,
     SessionUpdate,
+    SpendLimitChange,
     Subscription,
 )
 from rater.records.timestamps import parse_timestamp, timestamp_fast
@@ -177,10 +179,24 @@ def subscription_from_document(document: Any) -> Subscription:
     )
 
 
-def decode_subscription_event(raw: bytes, max_bytes: int = 65_536) -> Subscription | PaygChange:
+SubscriptionEvent = Subscription | PaygChange | SpendLimitChange
+
+
+def decode_subscription_event(raw: bytes, max_bytes: int = 65_536) -> SubscriptionEvent:
     doc = validate("subscription_event", parse_json(raw, max_bytes))
     if doc["type"] == "subscription.upserted":
         return subscription_from_document(doc["subscription"])
+    if doc["type"] == "spend_limit.changed":
+        return SpendLimitChange(
+            subscription_id=doc["subscription_id"],
+            user_id=doc["user_id"],
+            limit_micro=spend_limit_micro(doc["amount"]),
+            previous_micro=spend_limit_micro(doc.get("previous")),
+            actor=doc.get("actor"),
+            role=doc.get("role"),
+            at=doc.get("at"),
+            revision=doc.get("revision"),
+        )
     return PaygChange(
         subscription_id=doc["subscription_id"],
         enabled=doc["enabled"],
@@ -190,6 +206,17 @@ def decode_subscription_event(raw: bytes, max_bytes: int = 65_536) -> Subscripti
         at=doc.get("at"),
         revision=doc.get("revision"),
     )
+
+
+def spend_limit_micro(amount: str | None) -> int | None:
+    """A limit as `schemas/spend_limit_amount.schema.json` admits it (at most 6 decimal
+    places, so exact) in micro-units; None stays None (no limit)."""
+    return None if amount is None else to_micro(Decimal(amount))
+
+
+def spend_limit_from_document(document: Any) -> int | None:
+    """The body of `PUT …/users/{user_id}/spend-limit`: `{"amount": "5.00" | null}`."""
+    return spend_limit_micro(validate("spend_limit_request", document)["amount"])
 
 
 def _optional_int(value: Any) -> int | None:

@@ -100,6 +100,21 @@ class PaygChange:
 
 
 @dataclass(frozen=True, slots=True)
+class SpendLimitChange:
+    """`spend_limit.changed` (SPEC §14): a user's monthly limit on overage, in micro-units
+    of the subscription's currency (None: no limit)."""
+
+    subscription_id: str
+    user_id: str
+    limit_micro: int | None
+    previous_micro: int | None
+    actor: str | None
+    role: str | None
+    at: str | None
+    revision: int | None = None  # set by the API: an event no newer than Redis changes nothing
+
+
+@dataclass(frozen=True, slots=True)
 class SessionInitial:
     """`POST /v1/sessions` (SPEC §11): decide and reserve for a call being set up."""
 

@@ -25,8 +25,10 @@ class AttemptDecider(Step):
             return decide(attempt, None)
         now = self.clock()
         at = attempt.at_ms if attempt.at_ms is not None else now
-        # `remaining` less what sessions reserve (SPEC §11), expired ones released first
-        snapshot = await self.store.snapshot(attempt.subscription_id, at, now)
+        # `remaining` less what sessions reserve (SPEC §11), expired ones released first,
+        # and the user's spend limit with what counts against it (SPEC §14)
+        snapshot = await self.store.snapshot(attempt.subscription_id, at, now,
+                                             attempt.user_id)
         return decide(attempt, snapshot.pool_state(attempt.zone) if snapshot else None)
 
     async def decide_batch(self, records: Sequence[SourceRecord]) -> BatchOutput:

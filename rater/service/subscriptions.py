@@ -6,14 +6,16 @@ from collections.abc import Sequence
 
 from rater.messages import Emit, SourceRecord, dead_letter
 from rater.rating.subscription_rules import ImmutableFieldError
-from rater.records import InvalidRecord, PaygChange, decode_subscription_event
+from rater.records import InvalidRecord, PaygChange, SpendLimitChange, decode_subscription_event
 from rater.service.step import BatchOutput, Step
 from rater.service.tally import Tally
 
 
 class SubscriptionApplier(Step):
     async def apply(self, records: Sequence[SourceRecord]) -> BatchOutput:
-        """In order: an upsert followed by a PAYG change of the same subscription must stay so."""
+        """In order: an upsert followed by a PAYG or limit change of the same subscription
+        must stay so. A change carrying a revision applies only when it is newer than the
+        stored one (rater.service.audited)."""
         tally = Tally()
         emits: list[Emit] = []
         for record in records:
@@ -26,6 +28,13 @@ class SubscriptionApplier(Step):
                     if switch is None:
                         raise LookupError(f"subscription {event.subscription_id!r} is not known")
                     tally.subscription_events["payg.changed"] += 1
+                elif isinstance(event, SpendLimitChange):
+                    changed = await self.store.set_spend_limit(
+                        event.subscription_id, event.user_id, event.limit_micro, event.revision
+                    )
+                    if changed is None:
+                        raise LookupError(f"subscription {event.subscription_id!r} is not known")
+                    tally.subscription_events["spend_limit.changed"] += 1
                 else:
                     await self.store.upsert_subscription(event)
                     tally.subscription_events["subscription.upserted"] += 1

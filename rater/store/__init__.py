@@ -3,13 +3,17 @@ and the rebuild of the whole state from the topics (`rebuild`)."""
 
 from rater.store.errors import StoreUnavailable
 from rater.store.redis_store import (
+    Applied,
+    LimitChange,
     PaygSwitch,
     RatingInput,
     RatingRequest,
     RedisStore,
     SubscriptionSnapshot,
+    UserUsage,
     rating_results,
 )
 
-__all__ = ["PaygSwitch", "RatingInput", "RatingRequest", "RedisStore", "StoreUnavailable",
-           "SubscriptionSnapshot", "rating_results"]
+__all__ = ["Applied", "LimitChange", "PaygSwitch", "RatingInput", "RatingRequest",
+           "RedisStore", "StoreUnavailable", "SubscriptionSnapshot", "UserUsage",
+           "rating_results"]

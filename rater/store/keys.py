@@ -7,7 +7,12 @@ script call touches one hash slot whatever period it lands in (Redis Cluster):
                                       and the last revision reserved (`payg_next`)
 `<prefix>:{<id>}:p:<period>`   hash  per zone: counters (`d:used`, `d:over`, `d:amt`,
                                       `d:unb`) and alert flags (`a:d:80`) of one period
-`<prefix>:{<id>}:u:<period>`   hash  billable seconds per user and zone (`<user>|d`)
+`<prefix>:{<id>}:u:<period>`   hash  per user: billable seconds by zone (`<user>|d`), the
+                                      overage amount charged (`<user>|$`, micro-units) and
+                                      the worst-case amount its sessions reserve (`<user>|r$`)
+`<prefix>:{<id>}:lim`          hash  per-user spend limits (SPEC §14): `l:<user>` the monthly
+                                      limit (micro-units; absent: none), `r:<user>` the
+                                      revision applied, `n:<user>` the last one reserved
 `<prefix>:{<id>}:c:<YYYYMM>`   hash  rated calls by call_id, bucketed by the UTC month of
                                       started_at (the dedupe memory of SPEC §5.8)
 `<prefix>:ba:{<account>}:subs` hash  the billing account's subscriptions: subscription id ->
@@ -26,7 +31,8 @@ Sessions add to the hashes above: in `p:<period>` the field `<zone letter>:res`,
 seconds reserved in that pool by open and terminated sessions (so available =
 included - used - res in one read); in `sub` the subscription's session totals
 (`SESSIONS_OPEN_FIELD`, `SESSIONS_RESERVING_FIELD`, `reserved_field(zone)`) that the
-gauges add up and that tell `rate_batch` whether a CDR can close a session at all.
+gauges add up and that tell `rate_batch` whether a CDR can close a session at all; in
+`u:<period>` the user's `<user>|r$` (SPEC §14).
 
 The Lua scripts receive only the `sub` key (and the sweeper's scripts the registry) and
 derive the others from it with the same names (`base_of` in lua/lib.lua, the field
@@ -40,7 +46,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Final
+from typing import Final, Literal
 
 from redis.crc import key_slot
 
@@ -78,6 +84,10 @@ class KeySpace:
 
     def users(self, subscription_id: str, period: str) -> str:
         return f"{self.base(subscription_id)}u:{period}"
+
+    def limits(self, subscription_id: str) -> str:
+        """The subscription's per-user spend limits (SPEC §14); no expiry, like `sub`."""
+        return f"{self.base(subscription_id)}{LIMITS_SUFFIX}"
 
     def calls(self, subscription_id: str, started_at_ms: int) -> str:
         return f"{self.base(subscription_id)}c:{calls_bucket(started_at_ms)}"
@@ -186,9 +196,43 @@ def user_field(user_id: str, zone: Zone) -> str:
     return f"{user_id}|{ZONE_LETTER[zone]}"
 
 
-def parse_user_field(name: str) -> tuple[str, Zone]:
-    user, _, letter = name.rpartition("|")
-    return user, LETTER_ZONE[letter]
+def user_amount_field(user_id: str) -> str:
+    """In `u:<period>`: the overage amount the user was charged (micro-units, SPEC §14)."""
+    return f"{user_id}|{SPENT_TAG}"
+
+
+def user_reserved_amount_field(user_id: str) -> str:
+    """In `u:<period>`: the worst-case amount the user's sessions of the period reserve."""
+    return f"{user_id}|{RESERVED_TAG}"
+
+
+# what follows the last '|' of a `u:` field, besides the zone letters
+SPENT_TAG: Final = "$"
+RESERVED_TAG: Final = "r$"
+UserFieldKind = Literal["domestic", "international", "spent", "reserved"]
+_USER_FIELD_KIND: Final[dict[str, UserFieldKind]] = {
+    "d": "domestic", "i": "international", SPENT_TAG: "spent", RESERVED_TAG: "reserved"}
+
+
+def parse_user_field(name: str) -> tuple[str, UserFieldKind]:
+    """A `u:` field -> (user id, what it counts: a zone's seconds, or an amount)."""
+    user, _, tag = name.rpartition("|")
+    return user, _USER_FIELD_KIND[tag]
+
+
+# ---------------------------------------------------------- audited settings ---
+
+# The settings the API changes by publish-then-apply (rater.service.audited): the hash they
+# live in (a key suffix after the subscription's base), the value's field, the revision
+# applied and the last revision reserved (lua/reserve_revision.lua, apply_revision.lua).
+SUBSCRIPTION_SUFFIX: Final = "sub"
+LIMITS_SUFFIX: Final = "lim"
+PAYG_FIELDS: Final = ("payg", "payg_rev", "payg_next")
+
+
+def limit_fields(user_id: str) -> tuple[str, str, str]:
+    """In `lim`: the user's limit, the revision applied, the last revision reserved."""
+    return f"l:{user_id}", f"r:{user_id}", f"n:{user_id}"
 
 
 def rated_call_row(
@@ -209,6 +253,8 @@ def rated_call_row(
 #   u     user_id; val  validity_s of its grants
 #   auth  authorised_s (call seconds granted in total); used  used_s last reported
 #   res   seconds it reserves now in `p:<per>` field `<z>:res`
+#   ra    the worst-case amount (micro-units) of that reservation, in `u:<per>` field
+#         `<u>|r$` (SPEC §14)
 #   rn    highest request_number seen ('' when none came); arn  request_number of the
 #         stored answer ('' when that request had none); k  kind of that request (i|u|t)
 #   ans   the stored answer, as `session_answer` reads it (returned again on a retry)
@@ -216,8 +262,8 @@ def rated_call_row(
 #   dl    deadline (ms) while it reserves (open or terminated), mirrored in `sx`
 #   gone  instant (ms) from which a closed, blocked or free session is forgotten: its key
 #         then answers like no key (404, and an initial request may reuse the id)
-SESSION_FIELDS: Final = ("st", "z", "per", "u", "val", "auth", "used", "res", "rn", "arn",
-                         "k", "ans", "term", "dl", "gone")
+SESSION_FIELDS: Final = ("st", "z", "per", "u", "val", "auth", "used", "res", "ra", "rn",
+                         "arn", "k", "ans", "term", "dl", "gone")
 # States (`st`), by letter:
 #   o  open: holds a reservation, expires at dl = last request + validity + grace
 #   t  terminated: holds billable(used_s) until its CDR, or until dl = terminate + CDR wait

@@ -6,7 +6,8 @@ in Kafka, so all of it can be rebuilt (docs/operations.md, "Recover from a lost
 Redis"); `rater.cli.rebuild` reads the topics and calls this module:
 
 1. `subscriptions.events`, applied in order as the worker applies them
-   (`apply_events`: billing account and currency never change);
+   (`apply_events`: billing account and currency never change; a user's spend limit
+   changes only for an event whose revision is newer than the one applied);
 2. `calls.rated`: each call's first record (re-emissions are identical copies; a call
    found with two contents is reported, the first kept);
 3. `billing.overage-charges` (the rate each charge used), `subscriptions.alerts` (the
@@ -41,6 +42,7 @@ from rater.records import (
     Cdr,
     InvalidRecord,
     PaygChange,
+    SpendLimitChange,
     Subscription,
     cdr_fingerprint,
     decode_cdr,
@@ -108,8 +110,26 @@ class Rebuilt:
         self.expire_at.setdefault(key, at_ms)
 
 
-def apply_events(messages: Sequence[Any], report: Report) -> dict[str, Subscription]:
-    subs: dict[str, Subscription] = {}
+@dataclass
+class LimitState:
+    """One user's spend limit as the events leave it (`lim`, rater.store.keys)."""
+
+    limit_micro: int | None = None
+    revision: int = 0  # applied
+    reserved: int | None = None  # the highest revision an event carried (reserved by the API)
+
+
+@dataclass
+class SubscriptionState:
+    """What `subscriptions.events` leave: the subscriptions and the users' spend limits."""
+
+    plans: dict[str, Subscription] = field(default_factory=dict)
+    limits: dict[tuple[str, str], LimitState] = field(default_factory=dict)
+
+
+def apply_events(messages: Sequence[Any], report: Report) -> SubscriptionState:
+    state = SubscriptionState()
+    subs = state.plans
     for message in messages:
         try:
             event = decode_subscription_event(message.value or b"", ANY_SIZE)
@@ -123,6 +143,13 @@ def apply_events(messages: Sequence[Any], report: Report) -> dict[str, Subscript
             else:
                 subs[event.subscription_id] = replace(current, payg_enabled=event.enabled)
             continue
+        if isinstance(event, SpendLimitChange):
+            if event.subscription_id not in subs:
+                report.events_skipped += 1
+            else:
+                _apply_limit(state.limits.setdefault(
+                    (event.subscription_id, event.user_id), LimitState()), event)
+            continue
         try:
             check_upsert(subs.get(event.subscription_id), event)
         except ImmutableFieldError:
@@ -130,7 +157,17 @@ def apply_events(messages: Sequence[Any], report: Report) -> dict[str, Subscript
             continue
         subs[event.subscription_id] = event
     report.subscriptions = len(subs)
-    return subs
+    return state
+
+
+def _apply_limit(limit: LimitState, event: SpendLimitChange) -> None:
+    """As lua/apply_revision.lua (and lua/reserve_revision.lua before the API's events)."""
+    if event.revision is None:
+        limit.limit_micro, limit.revision = event.limit_micro, limit.revision + 1
+        return
+    limit.reserved = max(limit.reserved or 0, event.revision)
+    if event.revision > limit.revision:
+        limit.limit_micro, limit.revision = event.limit_micro, event.revision
 
 
 def cdr_fingerprints(messages: Sequence[Any]) -> dict[tuple[str, str], dict[tuple[Any, ...], str]]:
@@ -147,15 +184,23 @@ def cdr_fingerprints(messages: Sequence[Any]) -> dict[tuple[str, str], dict[tupl
     return found
 
 
-def rebuild_state(space: KeySpace, grace_ms: int, subs: dict[str, Subscription],
+def rebuild_state(space: KeySpace, grace_ms: int, events: SubscriptionState,
                   rated: Sequence[Any], charges: Sequence[Any], alerts: Sequence[Any],
                   fingerprints: dict[tuple[str, str], dict[tuple[Any, ...], str]],
                   report: Report, now: int) -> Rebuilt:
     state = Rebuilt()
+    subs = events.plans
     for plan in subs.values():
         state.hashes[space.subscription(plan.subscription_id)] = keys.subscription_fields(plan)
         state.put(space.account_subscriptions(plan.billing_account_id), plan.subscription_id,
                   str(plan.billing_anchor_day))
+    for (sub_id, user_id), limit in events.limits.items():
+        value_field, revision_field, reserved_field = keys.limit_fields(user_id)
+        if limit.limit_micro is not None:
+            state.put(space.limits(sub_id), value_field, str(limit.limit_micro))
+        state.put(space.limits(sub_id), revision_field, str(limit.revision))
+        if limit.reserved is not None:
+            state.put(space.limits(sub_id), reserved_field, str(limit.reserved))
 
     rates: dict[str, str] = {}
     for message in charges:
@@ -224,6 +269,8 @@ def rebuild_state(space: KeySpace, grace_ms: int, subs: dict[str, Subscription],
             state.add(counters_key, keys.unbilled_field(zone), unbilled)
         if billable:
             state.add(users_key, keys.user_field(record["user_id"], zone), billable)
+            if overage:  # what a spend limit weighs (SPEC §14), as rate_batch counts it
+                state.add(users_key, keys.user_amount_field(record["user_id"]), amount_micro)
             state.expire(users_key, expires_at)
         state.expire(counters_key, expires_at)
         track = crossings[(sub_id, period, zone)]

@@ -11,7 +11,8 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from decimal import Decimal
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
@@ -32,6 +33,7 @@ from rater.rating.results import (
     ZoneCounters,
 )
 from rater.rating.sessions import Expirations
+from rater.rating.spend import SpendTerms
 from rater.rating.subscription_rules import ImmutableFieldError
 from rater.records.shapes import ZONES, Cdr, Increment, Subscription, Zone
 from rater.store import keys
@@ -41,12 +43,31 @@ from rater.store.pipelined import PipelinedReader
 from rater.store.scripts import source
 from rater.store.sessions import SessionStore
 
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)  # no slots: `Applied[bool](...)` sets __orig_class__
+class Applied(Generic[V]):
+    """A change of an audited setting (PAYG, a user's spend limit) as Redis took it."""
+
+    previous: V
+    revision: int
+    applied: bool  # False when a newer change was already stored
+
+
+PaygSwitch = Applied[bool]
+LimitChange = Applied[int | None]  # limits in micro-units; None: no limit
+
 
 @dataclass(frozen=True, slots=True)
-class PaygSwitch:
-    previous: bool
-    revision: int
-    applied: bool  # False when a newer switch was already stored
+class UserUsage:
+    """One user in a period (the users report): billable seconds by zone, the overage
+    amount charged, what the user's sessions reserve, and the user's limit (SPEC §14)."""
+
+    seconds: dict[Zone, int]
+    spent_micro: int = 0
+    reserved_micro: int = 0
+    limit_micro: int | None = None
 
 
 # Not frozen: one is built per CDR on the hot path, and a frozen dataclass's __init__
@@ -81,6 +102,10 @@ class SubscriptionSnapshot:
     period_end_ms: int
     zones: dict[Zone, ZoneCounters] = field(default_factory=dict)
     expired: Expirations = field(default_factory=Expirations)  # released first (§11.6)
+    rates: dict[Zone, Decimal] = field(default_factory=dict)  # PAYG rate per minute
+    # the asked-for user's limit, overage charged and reserved by its sessions in the
+    # period (SPEC §14); None when no user was asked for or the user has no limit
+    user_spend: tuple[int, int, int] | None = None
 
     def pool_s(self, zone: Zone) -> int:
         return self.licenses * self.included_minutes[zone] * 60
@@ -95,8 +120,13 @@ class SubscriptionSnapshot:
         return max(0, self.pool_s(zone) - counters.used_included_s - counters.reserved_s)
 
     def pool_state(self, zone: Zone) -> PoolState:
-        """§6's view of the pool: its `remaining` subtracts the reservations (SPEC §11)."""
-        return PoolState(self.available_s(zone), self.payg_enabled, self.increment)
+        """§6's view of the pool: its `remaining` subtracts the reservations (SPEC §11), and
+        the user's spend limit counts what the user was charged and reserves (SPEC §14)."""
+        spend = None
+        if self.user_spend is not None:
+            limit, spent, reserved = self.user_spend
+            spend = SpendTerms(self.rates[zone], limit, spent, reserved)
+        return PoolState(self.available_s(zone), self.payg_enabled, self.increment, spend)
 
 
 class RerateChange(Protocol):
@@ -106,6 +136,8 @@ class RerateChange(Protocol):
     totals: dict[Zone, ZoneCounters]
     user_seconds: dict[tuple[str, Zone], int]
     user_totals: dict[tuple[str, Zone], int]
+    user_amounts: dict[str, int]
+    user_amount_totals: dict[str, int]
 
 
 def _counter_fields(zones: dict[Zone, ZoneCounters]) -> dict[str, int]:
@@ -190,8 +222,8 @@ class RedisStore:
         self._reads = reads
         self._rate = client.register_script(source("rate_batch"))
         self._upsert = client.register_script(source("upsert_subscription"))
-        self._set_payg = client.register_script(source("set_payg"))
-        self._payg_revision = client.register_script(source("payg_revision"))
+        self._reserve_revision = client.register_script(source("reserve_revision"))
+        self._apply_revision = client.register_script(source("apply_revision"))
         self._apply_rerate = client.register_script(source("apply_rerate"))
         self._snapshot = client.register_script(source("snapshot"))
 
@@ -363,15 +395,41 @@ class RedisStore:
     ) -> PaygSwitch | None:
         """Switch PAYG; None when the subscription is unknown. With `revision`, only a
         newer revision than the stored one applies (replayed audit events change nothing)."""
+        value, revision_field, _ = keys.PAYG_FIELDS
+        answer = await self._apply_setting(subscription_id, keys.SUBSCRIPTION_SUFFIX, value,
+                                           revision_field, "1" if enabled else "0", revision)
+        if answer is None:
+            return None
+        previous, stored_revision, applied = answer
+        return PaygSwitch(previous == "1", stored_revision, applied)
+
+    async def set_spend_limit(
+        self, subscription_id: str, user_id: str, limit_micro: int | None,
+        revision: int | None = None,
+    ) -> LimitChange | None:
+        """Set (None: remove) a user's monthly spend limit (SPEC §14); None when the
+        subscription is unknown. Revisions as `set_payg`."""
+        value, revision_field, _ = keys.limit_fields(user_id)
+        answer = await self._apply_setting(
+            subscription_id, keys.LIMITS_SUFFIX, value, revision_field,
+            "" if limit_micro is None else str(limit_micro), revision)
+        if answer is None:
+            return None
+        previous, stored_revision, applied = answer
+        return LimitChange(int(previous) if previous else None, stored_revision, applied)
+
+    async def _apply_setting(self, subscription_id: str, suffix: str, value_field: str,
+                             revision_field: str, value: str,
+                             revision: int | None) -> tuple[str, int, bool] | None:
         async with redis_errors():
-            answer = await self._set_payg(
+            answer = await self._apply_revision(
                 keys=[self.sub_key(subscription_id)],
-                args=["1" if enabled else "0", "" if revision is None else revision],
-            )
+                args=[suffix, value_field, revision_field, value,
+                      "" if revision is None else revision])
         if not answer:
             return None
         previous, stored_revision, applied = answer
-        return PaygSwitch(previous == "1", int(stored_revision), bool(applied))
+        return str(previous), int(stored_revision), bool(applied)
 
     async def subscription(self, subscription_id: str) -> Subscription | None:
         """The subscription as its last upsert (and PAYG switch) left it; None when unknown."""
@@ -382,25 +440,49 @@ class RedisStore:
     async def reserve_payg_revision(self, subscription_id: str) -> tuple[bool, int] | None:
         """(PAYG now, the revision the next switch carries); None when unknown. Switches
         nothing: rater.service.payg publishes the audit event before it applies it."""
+        reserved = await self._reserve_setting(subscription_id, keys.SUBSCRIPTION_SUFFIX,
+                                               keys.PAYG_FIELDS)
+        if reserved is None:
+            return None
+        payg, revision = reserved
+        return payg == "1", revision
+
+    async def reserve_spend_limit_revision(
+        self, subscription_id: str, user_id: str
+    ) -> tuple[int | None, int] | None:
+        """(the user's limit now, the revision the next change carries); None when the
+        subscription is unknown. Changes nothing (rater.service.spend_limits)."""
+        reserved = await self._reserve_setting(subscription_id, keys.LIMITS_SUFFIX,
+                                               keys.limit_fields(user_id))
+        if reserved is None:
+            return None
+        limit, revision = reserved
+        return (int(limit) if limit else None), revision
+
+    async def _reserve_setting(self, subscription_id: str, suffix: str,
+                               fields: tuple[str, str, str]) -> tuple[str, int] | None:
         async with redis_errors():
-            answer = await self._payg_revision(keys=[self.sub_key(subscription_id)])
+            answer = await self._reserve_revision(keys=[self.sub_key(subscription_id)],
+                                                  args=[suffix, *fields])
         if not answer:
             return None
-        payg, revision = answer
-        return payg == "1", int(revision)
+        value, revision = answer
+        return str(value), int(revision)
 
-    async def snapshot(self, subscription_id: str, at_ms: int,
-                       now_ms: int | None = None) -> SubscriptionSnapshot | None:
+    async def snapshot(self, subscription_id: str, at_ms: int, now_ms: int | None = None,
+                       user_id: str | None = None) -> SubscriptionSnapshot | None:
         """The plan and the counters of the period holding `at_ms`, after the sweep of the
-        subscription's sessions expired by `now_ms` (default `at_ms`)."""
+        subscription's sessions expired by `now_ms` (default `at_ms`); with `user_id`, also
+        that user's spend limit and what counts against it (SPEC §14)."""
         now = at_ms if now_ms is None else now_ms
         async with redis_errors():
             answer = await self._read_script(
                 self._snapshot, [self.sub_key(subscription_id)],
-                [at_ms, now, SESSION_KEEP_MS, SESSION_SWEEP_MAX])
+                [at_ms, now, SESSION_KEEP_MS, SESSION_SWEEP_MAX, user_id or ""])
         if not answer:
             return None
-        period, end_ms, plan_flat, counters_flat, expired_validity, expired_wait = answer
+        (period, end_ms, plan_flat, counters_flat, expired_validity, expired_wait,
+         spend) = answer
         expired = Expirations(int(expired_validity), int(expired_wait))
         if expired:
             self.on_expired(expired)
@@ -429,6 +511,9 @@ class RedisStore:
             period_end_ms=int(end_ms),
             zones=zones,
             expired=expired,
+            rates={"domestic": Decimal(plan["rate_d"]),
+                   "international": Decimal(plan["rate_i"])},
+            user_spend=(int(spend[0]), int(spend[1]), int(spend[2])) if spend else None,
         )
 
     async def apply_rerate(self, subscription_id: str, rerate_id: str, period: str,
@@ -438,8 +523,12 @@ class RedisStore:
         document = {
             "deltas": _counter_fields(change.zones),
             "totals": _counter_fields(change.totals),
-            "user_deltas": {keys.user_field(u, z): n for (u, z), n in change.user_seconds.items()},
-            "user_totals": {keys.user_field(u, z): n for (u, z), n in change.user_totals.items()},
+            "user_deltas": {
+                **{keys.user_field(u, z): n for (u, z), n in change.user_seconds.items()},
+                **{keys.user_amount_field(u): n for u, n in change.user_amounts.items()}},
+            "user_totals": {
+                **{keys.user_field(u, z): n for (u, z), n in change.user_totals.items()},
+                **{keys.user_amount_field(u): n for u, n in change.user_amount_totals.items()}},
         }
         async with redis_errors():
             applied = await self._apply_rerate(
@@ -451,8 +540,39 @@ class RedisStore:
         """Billable seconds per user and zone (outbound, non-free calls) in `period`."""
         async with redis_errors():
             raw = await self.client.hgetall(self.keys.users(subscription_id, period))
-        users: dict[str, dict[Zone, int]] = {}
-        for name, seconds in raw.items():
-            user, zone = keys.parse_user_field(name)
-            users.setdefault(user, {"domestic": 0, "international": 0})[zone] = int(seconds)
-        return users
+        return {user: usage.seconds for user, usage in _user_usage(raw).items()
+                if any(usage.seconds.values())}
+
+    async def user_report(self, subscription_id: str, period: str) -> dict[str, UserUsage]:
+        """Every user of the period with billable seconds, and every user with a spend
+        limit (SPEC §14): seconds by zone, overage charged, reserved, limit."""
+        async with redis_errors():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(self.keys.users(subscription_id, period))
+            pipe.hgetall(self.keys.limits(subscription_id))
+            raw, limits = await pipe.execute()
+        usage = {user: found for user, found in _user_usage(raw).items()
+                 if any(found.seconds.values())}
+        for name, value in limits.items():
+            kind, _, user = name.partition(":")
+            if kind == "l":
+                found = usage.get(user, UserUsage(dict.fromkeys(ZONES, 0)))
+                usage[user] = UserUsage(found.seconds, found.spent_micro, found.reserved_micro,
+                                        int(value))
+        return usage
+
+
+def _user_usage(raw: dict[str, str]) -> dict[str, UserUsage]:
+    """A `u:<period>` hash by user (keys.parse_user_field)."""
+    seconds: dict[str, dict[Zone, int]] = {}
+    amounts: dict[str, dict[str, int]] = {}
+    for name, value in raw.items():
+        user, kind = keys.parse_user_field(name)
+        by_zone = seconds.setdefault(user, dict.fromkeys(ZONES, 0))
+        if kind == "domestic" or kind == "international":
+            by_zone[kind] = int(value)
+        else:
+            amounts.setdefault(user, {})[kind] = int(value)
+    return {user: UserUsage(by_zone, amounts.get(user, {}).get("spent", 0),
+                            amounts.get(user, {}).get("reserved", 0))
+            for user, by_zone in seconds.items()}

@@ -24,6 +24,12 @@ Choices where SPEC §7 is silent (also in the docs):
   (SPEC §11): `reserved_s`, and `available_s` = included - used - reserved (never
   below 0), what a decision may still grant. `remaining_s` keeps its meaning of
   §5.5 (included not used yet), and `status` stays about the pool being empty.
+* The users report lists every user with billable seconds in the period and every user
+  with a spend limit (SPEC §14), each with `overage_amount` (six places) and
+  `spend_limit` (six places, or null).
+* `PUT …/users/{user_id}/spend-limit` checks the token, the subscription (404), the
+  role (403), then the user id (1-128 characters) and the body (413, 422); it answers
+  `{"subscription_id", "user_id", "amount", "previous"}` (six places, or null).
 * The users report's cursor is opaque (base64url of the period and an offset).
   It pins the period, so paging that straddles a period change stays in the
   period it started in. `limit` is 1..1000 (default 100). A malformed `limit`
@@ -39,23 +45,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from rater import metrics
 from rater.config import Settings
 from rater.rating.clock import now_ms
 from rater.rating.decision import Decision
-from rater.rating.outputs import decision_record
-from rater.records import CallAttempt, Zone
-from rater.service.payg import PaygNotApplied, PaygNotRecorded, PaygSwitched
-from rater.store import SubscriptionSnapshot
+from rater.rating.outputs import decision_record, spend_limit_text
+from rater.records import CallAttempt
+from rater.service.audited import Changed, ChangeNotApplied, EventNotRecorded
+from rater.store import SubscriptionSnapshot, UserUsage
 from rater.web.auth import CALL_AUTHORIZER, READ_ROLES, WRITE_ROLES, Principal, TokenVerifier
 from rater.web.documents import (
     Cursor,
     Document,
+    check_user_id,
     parse_attempt,
     parse_limit,
     parse_payg_body,
+    parse_spend_limit_body,
     usage_document,
     users_page,
 )
@@ -64,15 +72,16 @@ from rater.web.errors import ApiError
 log = logging.getLogger(__name__)
 
 BodyReader = Callable[[], Awaitable[bytes]]
+V = TypeVar("V")
 
 
 class Store(Protocol):
     """What the API reads of `RedisStore`."""
 
     async def snapshot(self, subscription_id: str, at_ms: int) -> SubscriptionSnapshot | None: ...
-    async def user_seconds(
+    async def user_report(
         self, subscription_id: str, period: str
-    ) -> Mapping[str, Mapping[Zone, int]]: ...
+    ) -> Mapping[str, UserUsage]: ...
 
 
 class Decider(Protocol):
@@ -85,7 +94,14 @@ class PaygService(Protocol):
     """`rater.service.payg.PaygSwitcher`: the audited switch."""
 
     async def switch(self, subscription_id: str, enabled: bool, actor: str,
-                     role: str) -> PaygSwitched | None: ...
+                     role: str) -> Changed[bool] | None: ...
+
+
+class SpendLimitService(Protocol):
+    """`rater.service.spend_limits.SpendLimits`: the audited limit change (SPEC §14)."""
+
+    async def set(self, subscription_id: str, user_id: str, limit_micro: int | None,
+                  actor: str, role: str) -> Changed[int | None] | None: ...
 
 
 class RaterApi:
@@ -97,6 +113,7 @@ class RaterApi:
         store: Store,
         decider: Decider,
         payg: PaygService,
+        spend_limits: SpendLimitService,
         *,
         verifier: TokenVerifier | None = None,
         clock: Callable[[], int] = now_ms,
@@ -105,6 +122,7 @@ class RaterApi:
         self.store = store
         self.decider = decider
         self.payg = payg
+        self.spend_limits = spend_limits
         self.clock = clock
         # the key was checked by Settings.validate: building the verifier cannot fail here
         self.verifier = verifier if verifier is not None else TokenVerifier.from_settings(
@@ -127,15 +145,7 @@ class RaterApi:
         self, authorization: str | None, subscription_id: str, query: Mapping[str, str]
     ) -> Document:
         principal = self.verifier.authenticate(authorization)
-        snapshot, _ = await self.subscription_for(principal, subscription_id, READ_ROLES)
-        limit = parse_limit(query.get("limit"))
-        raw_cursor = query.get("cursor")
-        if raw_cursor is None or raw_cursor == "":
-            cursor = Cursor(snapshot.period, 0)
-        else:
-            cursor = Cursor.decode(raw_cursor)
-        seconds = await self.store.user_seconds(subscription_id, cursor.period)
-        return users_page(cursor.period, seconds, cursor.offset, limit)
+        return await self.users_report(principal, subscription_id, query)
 
     async def set_payg(
         self, authorization: str | None, subscription_id: str, read_body: BodyReader
@@ -144,6 +154,16 @@ class RaterApi:
         _, role = await self.subscription_for(principal, subscription_id, WRITE_ROLES)
         enabled = parse_payg_body(await read_body())
         return await self.switch_payg(principal, role, subscription_id, enabled)
+
+    async def set_spend_limit(
+        self, authorization: str | None, subscription_id: str, user_id: str,
+        read_body: BodyReader,
+    ) -> Document:
+        principal = self.verifier.authenticate(authorization)
+        _, role = await self.subscription_for(principal, subscription_id, WRITE_ROLES)
+        check_user_id(user_id)
+        limit = parse_spend_limit_body(await read_body())
+        return await self.change_spend_limit(principal, role, subscription_id, user_id, limit)
 
     # The steps below take a verified principal: the console (rater.web.console) calls
     # them with its session's principal, so both front ends share every check and effect.
@@ -155,26 +175,25 @@ class RaterApi:
         snapshot = await self._snapshot(subscription_id)
         return snapshot, principal.require_role(snapshot.billing_account_id, roles)
 
+    async def users_report(self, principal: Principal, subscription_id: str,
+                           query: Mapping[str, str]) -> Document:
+        """One page of the users report (`?cursor=`, `?limit=`), once the caller may read."""
+        snapshot, _ = await self.subscription_for(principal, subscription_id, READ_ROLES)
+        limit = parse_limit(query.get("limit"))
+        raw_cursor = query.get("cursor")
+        if raw_cursor is None or raw_cursor == "":
+            cursor = Cursor(snapshot.period, 0)
+        else:
+            cursor = Cursor.decode(raw_cursor)
+        users = await self.store.user_report(subscription_id, cursor.period)
+        return users_page(cursor.period, users, cursor.offset, limit)
+
     async def switch_payg(self, principal: Principal, role: str, subscription_id: str,
                           enabled: bool) -> Document:
         """The audited switch (rater.service.payg), once the caller's role was checked."""
-        try:
-            switched = await self.payg.switch(subscription_id, enabled, principal.subject, role)
-        except PaygNotRecorded as exc:
-            log.error("payg.changed for %s not published, nothing switched: %s",
-                      subscription_id, exc, extra={"subscription_id": subscription_id})
-            raise ApiError.unavailable(
-                "event_not_recorded",
-                "the audit event could not be published, so PAYG was not switched; "
-                "repeat the request") from None
-        except PaygNotApplied as exc:
-            log.error("payg.changed for %s published but not applied in Redis: %s",
-                      subscription_id, exc, extra={"subscription_id": subscription_id})
-            raise ApiError.unavailable(
-                "switch_pending",
-                "the switch is recorded and takes effect when a worker applies it") from None
-        if switched is None:  # removed between the lookup and the write
-            raise ApiError.not_found(subscription_id)
+        switched = await self._audited(
+            "payg.changed", subscription_id,
+            self.payg.switch(subscription_id, enabled, principal.subject, role))
         log.info("payg %s -> %s for %s by %s (%s)", switched.previous, enabled, subscription_id,
                  principal.subject, role,
                  extra={"subscription_id": subscription_id, "actor": principal.subject,
@@ -182,6 +201,45 @@ class RaterApi:
                         "revision": switched.revision, "applied": switched.applied})
         return {"subscription_id": subscription_id, "payg_enabled": enabled,
                 "previous": switched.previous}
+
+    async def change_spend_limit(self, principal: Principal, role: str, subscription_id: str,
+                                 user_id: str, limit_micro: int | None) -> Document:
+        """The audited limit change (rater.service.spend_limits), once the caller's role
+        was checked."""
+        changed = await self._audited(
+            "spend_limit.changed", subscription_id,
+            self.spend_limits.set(subscription_id, user_id, limit_micro, principal.subject,
+                                  role))
+        amount, previous = spend_limit_text(limit_micro), spend_limit_text(changed.previous)
+        log.info("spend limit of %s on %s: %s -> %s by %s (%s)", user_id, subscription_id,
+                 previous, amount, principal.subject, role,
+                 extra={"subscription_id": subscription_id, "user_id": user_id,
+                        "actor": principal.subject, "role": role, "amount": amount,
+                        "revision": changed.revision, "applied": changed.applied})
+        return {"subscription_id": subscription_id, "user_id": user_id, "amount": amount,
+                "previous": previous}
+
+    async def _audited(self, event: str, subscription_id: str,
+                       change: Awaitable[Changed[V] | None]) -> Changed[V]:
+        """An audited change (rater.service.audited), its failures as API errors."""
+        try:
+            changed = await change
+        except EventNotRecorded as exc:
+            log.error("%s for %s not published, nothing changed: %s", event, subscription_id,
+                      exc, extra={"subscription_id": subscription_id})
+            raise ApiError.unavailable(
+                "event_not_recorded",
+                "the audit event could not be published, so nothing was changed; "
+                "repeat the request") from None
+        except ChangeNotApplied as exc:
+            log.error("%s for %s published but not applied in Redis: %s", event,
+                      subscription_id, exc, extra={"subscription_id": subscription_id})
+            raise ApiError.unavailable(
+                "switch_pending",
+                "the change is recorded and takes effect when a worker applies it") from None
+        if changed is None:  # removed between the lookup and the write
+            raise ApiError.not_found(subscription_id)
+        return changed
 
     async def _snapshot(self, subscription_id: str) -> SubscriptionSnapshot:
         if not subscription_id or len(subscription_id) > 128:

@@ -17,12 +17,20 @@ import orjson
 
 from rater.rating.clock import format_ms
 from rater.rating.money import format_micro
-from rater.records import ZONES, CallAttempt, InvalidRecord, Zone, attempt_from_document
-from rater.store import SubscriptionSnapshot
+from rater.rating.outputs import spend_limit_text
+from rater.records import (
+    ZONES,
+    CallAttempt,
+    InvalidRecord,
+    attempt_from_document,
+    spend_limit_from_document,
+)
+from rater.store import SubscriptionSnapshot, UserUsage
 from rater.web.errors import MAX_BODY_BYTES, ApiError
 
 DEFAULT_USERS_LIMIT: Final = 100
 MAX_USERS_LIMIT: Final = 1000
+MAX_USER_ID: Final = 128  # as on a CDR
 
 _PERIOD_RE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _JSON_OBJECT_HINT: Final = 'expected a JSON object {"enabled": true|false}'
@@ -57,6 +65,29 @@ def parse_payg_body(body: bytes) -> bool:
     if not isinstance(enabled, bool):
         raise ApiError.invalid("field 'enabled' must be true or false")
     return enabled
+
+
+def parse_spend_limit_body(body: bytes) -> int | None:
+    """`{"amount": "5.00"}` or `{"amount": null}` exactly (SPEC §14): the limit in
+    micro-units, None for no limit; 422 for anything else."""
+    return spend_limit_of(parse_json_body(body))
+
+
+def spend_limit_of(document: Any) -> int | None:
+    """The limit a `{"amount"}` document asks for (the console builds one from its form)."""
+    try:
+        return spend_limit_from_document(document)
+    except InvalidRecord as exc:
+        raise ApiError.invalid(
+            f'expected {{"amount": "<decimal, at most 6 places, 0 to 1000000000>" | null}}: '
+            f"{exc}") from None
+
+
+def check_user_id(user_id: str) -> str:
+    """A user id as CDRs carry them: 1-128 characters; 422 otherwise."""
+    if not 1 <= len(user_id) <= MAX_USER_ID:
+        raise ApiError.invalid(f"user_id must have 1 to {MAX_USER_ID} characters")
+    return user_id
 
 
 def parse_json_body(body: bytes) -> Any:
@@ -152,21 +183,24 @@ def usage_document(snapshot: SubscriptionSnapshot) -> Document:
 
 
 def users_page(
-    period: str, seconds: Mapping[str, Mapping[Zone, int]], offset: int, limit: int
+    period: str, users: Mapping[str, UserUsage], offset: int, limit: int
 ) -> Document:
-    """One page of the usage report: total_s descending, then user_id ascending."""
+    """One page of the usage report: total_s descending, then user_id ascending. Each user
+    also says the overage amount charged this period and the spend limit (SPEC §14)."""
     rows = []
-    for user_id, by_zone in seconds.items():
-        billable = {zone: int(by_zone.get(zone, 0)) for zone in ZONES}
-        rows.append((-sum(billable.values()), user_id, billable))
+    for user_id, usage in users.items():
+        billable = {zone: int(usage.seconds.get(zone, 0)) for zone in ZONES}
+        rows.append((-sum(billable.values()), user_id, billable, usage))
     rows.sort(key=lambda row: (row[0], row[1]))
     page = rows[offset : offset + limit]
     end = offset + len(page)
     return {
         "period": period,
         "users": [
-            {"user_id": user_id, "billable_s": billable, "total_s": -negative_total}
-            for negative_total, user_id, billable in page
+            {"user_id": user_id, "billable_s": billable, "total_s": -negative_total,
+             "overage_amount": format_micro(usage.spent_micro),
+             "spend_limit": spend_limit_text(usage.limit_micro)}
+            for negative_total, user_id, billable, usage in page
         ],
         "next": Cursor(period, end).encode() if end < len(rows) else None,
     }

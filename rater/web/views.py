@@ -31,6 +31,7 @@ ROUTE_AUTHORIZE: Final = "/v1/authorize"
 ROUTE_USAGE: Final = "/v1/subscriptions/{subscription_id}/usage"
 ROUTE_USERS: Final = "/v1/subscriptions/{subscription_id}/usage/users"
 ROUTE_PAYG: Final = "/v1/subscriptions/{subscription_id}/payg"
+ROUTE_SPEND_LIMIT: Final = "/v1/subscriptions/{subscription_id}/users/{user_id}/spend-limit"
 ROUTE_SESSIONS: Final = "/v1/sessions"
 ROUTE_SESSION_UPDATE: Final = "/v1/sessions/{session_id}/update"
 ROUTE_SESSION_TERMINATE: Final = "/v1/sessions/{session_id}/terminate"
@@ -131,8 +132,9 @@ def kafka_publisher(app: Any) -> Callable[[str, bytes, bytes], Awaitable[None]]:
 
 
 def register_api(app: Any, runtime: Any) -> RaterApi:
-    """Mount the endpoints of SPEC §7 and §11 on the Faust app; returns the API."""
-    api = RaterApi(runtime.settings, runtime.store, runtime.decider, runtime.payg)
+    """Mount the endpoints of SPEC §7, §11 and §14 on the Faust app; returns the API."""
+    api = RaterApi(runtime.settings, runtime.store, runtime.decider, runtime.payg,
+                   runtime.spend_limits)
     sessions = SessionsApi(runtime.settings, runtime.sessions, api.verifier)
     web_app = getattr(app.web, "web_app", None)
     if web_app is not None:
@@ -178,6 +180,15 @@ def register_api(app: Any, runtime: Any) -> RaterApi:
             return await respond(
                 ROUTE_PAYG,
                 lambda: api.set_payg(auth_header(request), subscription_id, body_reader(request)),
+            )
+
+    @app.page(ROUTE_SPEND_LIMIT, name="v1-spend-limit")
+    class SpendLimitView(ApiView):
+        async def put(self, request: Any, subscription_id: str, user_id: str) -> Any:
+            return await respond(
+                ROUTE_SPEND_LIMIT,
+                lambda: api.set_spend_limit(auth_header(request), subscription_id, user_id,
+                                            body_reader(request)),
             )
 
     @app.page(ROUTE_SESSIONS, name="v1-sessions")

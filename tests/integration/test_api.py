@@ -187,11 +187,11 @@ def test_payg_lifecycle_block_switch_on_charge_switch_off(api: ApiDeployment) ->
         "period": period,
         "users": [
             {"user_id": "user-a", "billable_s": {"domestic": 180, "international": 0},
-             "total_s": 180},
+             "total_s": 180, "overage_amount": "0.050000", "spend_limit": None},
             {"user_id": "user-b", "billable_s": {"domestic": 60, "international": 0},
-             "total_s": 60},
+             "total_s": 60, "overage_amount": "0.000000", "spend_limit": None},
             {"user_id": "user-c", "billable_s": {"domestic": 60, "international": 0},
-             "total_s": 60},
+             "total_s": 60, "overage_amount": "0.000000", "spend_limit": None},
         ],
         "next": None,
     }

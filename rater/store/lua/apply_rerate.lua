@@ -3,10 +3,11 @@
 -- the period's keys (epoch ms), ARGV[4]: now (epoch ms), ARGV[5]: JSON
 --   {"deltas": {field: n}, "totals": {field: n}, "user_deltas": {field: n},
 --    "user_totals": {field: n}}
--- with the counter and user fields of rater/store/keys.py. Where the period's counters
--- still exist they move by the deltas (rerated minus original contributions of the
--- calls rerated: calls rated live after the rerate's cutoff keep theirs); where they are
--- gone (expired) they are set to the totals of the calls rerated.
+-- with the counter and user fields of rater/store/keys.py (the user fields: billable
+-- seconds by zone and the overage amount `<user>|$` a spend limit weighs, SPEC 14). Where
+-- the period's counters still exist they move by the deltas (rerated minus original
+-- contributions of the calls rerated: calls rated live after the rerate's cutoff keep
+-- theirs); where they are gone (expired) they are set to the totals of the calls rerated.
 -- A marker field `rr:<rerate_id>` in the counters hash makes a second run change
 -- nothing. Returns 1 when applied, 0 when this rerate was applied before.
 local base = base_of(KEYS[1])

@@ -157,8 +157,8 @@ end
 -- through string.format('%d'): tostring would print 13-digit instants in %.14g, exact but
 -- easy to break.
 
-local SESSION_READ = {'st', 'z', 'per', 'u', 'val', 'auth', 'used', 'res', 'rn', 'arn', 'k',
-  'ans', 'term', 'dl', 'gone'}
+local SESSION_READ = {'st', 'z', 'per', 'u', 'val', 'auth', 'used', 'res', 'ra', 'rn', 'arn',
+  'k', 'ans', 'term', 'dl', 'gone'}
 
 local function int_text(n)
   return string.format('%d', n)
@@ -176,6 +176,7 @@ local function load_session(key)
   s.auth = tonumber(s.auth)
   s.used = tonumber(s.used) or 0
   s.res = tonumber(s.res) or 0
+  s.ra = tonumber(s.ra) or 0
   s.rn = tonumber(s.rn)
   s.arn = tonumber(s.arn)
   s.dl = tonumber(s.dl)
@@ -191,22 +192,33 @@ local function add_or_drop(key, field, delta)
   end
 end
 
--- Change what a session reserves by `delta`: its pool and the subscription's zone total.
+-- Change what a session reserves by `delta` seconds and `amount` micro-units: its pool, the
+-- subscription's zone total and its user's reserved amount (`<u>|r$` in `u:<per>`, SPEC 14).
 -- The pool's `res` field stays when it comes back to 0, so the period's key, created by
 -- the initial request with its lifetime, exists as long as a session of it can; a key past
--- that lifetime (days after its period closed) is not brought back.
-local function session_reserve(sub_key, base, s, delta)
-  if delta == 0 then return end
+-- that lifetime (days after its period closed) is not brought back, nor is `u:<per>`. The
+-- users' key may have gone when its last field came back to 0: made again, it gets the
+-- pool key's lifetime.
+local function session_reserve(sub_key, base, s, delta, amount)
+  if delta == 0 and amount == 0 then return end
   local pool_key = base .. 'p:' .. s.per
   if redis.call('EXISTS', pool_key) == 1 then
-    redis.call('HINCRBY', pool_key, s.z .. ':res', delta)
+    if delta ~= 0 then redis.call('HINCRBY', pool_key, s.z .. ':res', delta) end
+    if amount ~= 0 then
+      local users_key = base .. 'u:' .. s.per
+      add_or_drop(users_key, s.u .. '|r$', amount)
+      local ttl = redis.call('PTTL', pool_key)
+      if ttl > 0 and redis.call('PTTL', users_key) == -1 then
+        redis.call('PEXPIRE', users_key, ttl)
+      end
+    end
   end
   add_or_drop(sub_key, 's:r:' .. s.z, delta)
 end
 
 -- Give back everything an open or terminated session holds and take it off the queue.
 local function session_release(sub_key, base, sid, s)
-  session_reserve(sub_key, base, s, -s.res)
+  session_reserve(sub_key, base, s, -s.res, -s.ra)
   if s.st == 'o' then add_or_drop(sub_key, 's:o', -1) end
   add_or_drop(sub_key, 's:n', -1)
   redis.call('ZREM', base .. 'sx', sid)
@@ -214,7 +226,8 @@ end
 
 -- A session that reserves nothing any more: kept `keep_ms` for retries and late requests.
 local function session_close(key, state, now, keep_ms)
-  redis.call('HSET', key, 'st', state, 'res', 0, 'dl', '', 'gone', int_text(now + keep_ms))
+  redis.call('HSET', key, 'st', state, 'res', 0, 'ra', 0, 'dl', '', 'gone',
+    int_text(now + keep_ms))
   redis.call('PEXPIRE', key, keep_ms)
 end
 
@@ -227,11 +240,11 @@ local function sweep_sessions(sub_key, base, now, keep_ms, limit)
   local validity, cdr_wait = 0, 0
   for _, sid in ipairs(due) do
     local key = base .. 's:' .. sid
-    local v = redis.call('HMGET', key, 'st', 'z', 'per', 'res')
+    local v = redis.call('HMGET', key, 'st', 'z', 'per', 'res', 'u', 'ra')
     if v[1] == 'o' or v[1] == 't' then
       if v[1] == 'o' then validity = validity + 1 else cdr_wait = cdr_wait + 1 end
       session_release(sub_key, base, sid, {st = v[1], z = v[2], per = v[3],
-        res = tonumber(v[4]) or 0})
+        res = tonumber(v[4]) or 0, u = v[5], ra = tonumber(v[6]) or 0})
       session_close(key, 'x', now, keep_ms)
     else
       redis.call('ZREM', queue, sid)
@@ -270,20 +283,97 @@ local function held_seconds(used, available, payg, minimum, step)
   return math.min(billable, math.max(0, available))
 end
 
--- grant (rater.rating.sessions): decision ('p'|'b'), authorised, reserved, final, reason.
-local function session_grant(initial, used, requested, available, payg, minimum, step)
+-- ----------------------------------------------------------- spend limits ---
+-- SPEC 14, the rules of rater/rating/spend.py. Amounts are micro-units: a limit is at most
+-- 10^15, a session's worst case at most 172800 s at a rate below 10^12 a minute (< 2^53),
+-- so every amount compared here is exact; a sum of amounts beyond 2^53 is far above any
+-- limit, and only compared with one.
+
+-- max_overage_within: the most overage seconds whose charge fits in `budget`; nil when the
+-- rate is 0 (no cap). (120*B + 59) // (2*r) computed as 60*q + (120*rem + 59) // (2*r)
+-- with B = q*r + rem, so no product leaves the exact range of a double. A quotient beyond
+-- 10^9 minutes is more than any grant can use (asked <= 2 x 86400 s): no cap either.
+local function max_overage_within(budget, rate)
+  if rate <= 0 then return nil end
+  if budget < 0 then return 0 end
+  local q = math.floor(budget / rate)
+  if q * rate > budget then q = q - 1 elseif (q + 1) * rate <= budget then q = q + 1 end
+  if q >= 1e9 then return nil end
+  return 60 * q + math.floor((120 * (budget - q * rate) + 59) / (2 * rate))
+end
+
+-- SpendTerms: the zone's rate (`rmu` digit string, `rate` its number), and with a limit
+-- (`limit`, nil without) what the user was charged in the period (`spent`) and what the
+-- user's sessions other than the deciding one reserve there (`others`; `own` is the
+-- deciding session's amount).
+local function spend_terms(base, period, user, rate_micro, own)
+  local t = {rmu = rate_micro, rate = tonumber(rate_micro)}
+  local limit = redis.call('HGET', base .. 'lim', 'l:' .. user)
+  if limit then
+    local v = redis.call('HMGET', base .. 'u:' .. period, user .. '|$', user .. '|r$')
+    t.limit = tonumber(limit)
+    t.spent = tonumber(v[1] or '0')
+    t.others = tonumber(v[2] or '0') - own
+  end
+  return t
+end
+
+local function spend_at_limit(t)
+  return t.limit ~= nil and t.spent + t.others >= t.limit
+end
+
+-- reservation_amount: the charge of what the pool could not carry of `reserved` seconds.
+local function spend_amount(t, reserved, available)
+  local overage = reserved - math.max(0, available)
+  if overage <= 0 then return 0 end
+  return tonumber(mul_div60_half_up(t.rmu, overage))
+end
+
+-- SpendTerms.held: the worst case, with a limit capped at the budget left (never below 0).
+local function spend_held(t, reserved, available)
+  local amount = spend_amount(t, reserved, available)
+  if t.limit == nil then return amount end
+  return math.min(amount, math.max(0, t.limit - t.spent - t.others))
+end
+
+-- SpendTerms.cap: the longest call whose worst case fits in the budget; nil: no cap.
+local function spend_cap(t, available, minimum, step)
+  if t.limit == nil then return nil end
+  local overage = max_overage_within(t.limit - t.spent - t.others, t.rate)
+  if overage == nil then return nil end
+  return fits_within(math.max(0, available) + overage, minimum, step)
+end
+
+-- grant (rater.rating.sessions): decision ('p'|'b'), authorised, reserved, final, reason,
+-- reserved amount. `spend` is a spend_terms table.
+local function session_grant(initial, used, requested, available, payg, minimum, step, spend)
   local asked = used + requested
+  local function hold(reason)
+    if initial then return 'b', 0, 0, true, reason, 0 end
+    local held = held_seconds(used, available, payg, minimum, step)
+    return 'p', used, held, true, reason, spend_held(spend, held, available)
+  end
+  if spend_at_limit(spend) then return hold('spend_limit') end
   if payg then
-    local reserved = billable_seconds(asked, minimum, step)
-    if reserved <= available then return 'p', asked, reserved, false, 'included' end
-    return 'p', asked, reserved, false, 'payg'
+    local cap = spend_cap(spend, available, minimum, step)
+    if cap == nil or cap >= asked then
+      local reserved = billable_seconds(asked, minimum, step)
+      local reason = 'payg'
+      if reserved <= available then reason = 'included' end
+      return 'p', asked, reserved, false, reason, spend_amount(spend, reserved, available)
+    end
+    if cap > used then
+      local reserved = billable_seconds(cap, minimum, step)
+      return 'p', cap, reserved, true, 'spend_limit', spend_amount(spend, reserved, available)
+    end
+    return hold('spend_limit')
   end
   local fits = math.min(asked, fits_within(available, minimum, step))
   if fits > used then
-    return 'p', fits, billable_seconds(fits, minimum, step), fits < asked, 'included'
+    local reserved = billable_seconds(fits, minimum, step)
+    return 'p', fits, reserved, fits < asked, 'included', spend_amount(spend, reserved, available)
   end
-  if initial then return 'b', 0, 0, true, 'exhausted' end
-  return 'p', used, held_seconds(used, available, false, minimum, step), true, 'exhausted'
+  return hold('exhausted')
 end
 
 -- check_request (rater.rating.sessions), SPEC 11.7: nil to go on, 'replay', or a refusal

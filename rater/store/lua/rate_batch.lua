@@ -17,7 +17,8 @@
 -- the largest, a pool of 100000 licences x 100000 minutes x 60, has 12).
 --
 -- Keys per subscription (hash tag {id}): sub (plan), p:<period> (counters and alert
--- flags), u:<period> (per-user seconds), c:<YYYYMM of started_at> (rated calls; a
+-- flags), u:<period> (per-user seconds, and the user's overage amount `<user>|$` that a
+-- spend limit is weighed against), c:<YYYYMM of started_at> (rated calls; a
 -- duplicate is looked for in the start month and the months either side).
 -- A rated call is stored as
 --   fingerprint|period|billable|included|overage|unbilled|outcome|amount_micro|rated_at|rate
@@ -192,10 +193,10 @@ local STORED = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)
 -- have done), and the CDR rates like one without session. Returns the `session` code.
 local function close_session(sub_key, sub, call_id)
   local key = sub.base .. 's:' .. call_id
-  local v = call('HMGET', key, 'st', 'z', 'per', 'res', 'dl')
+  local v = call('HMGET', key, 'st', 'z', 'per', 'res', 'dl', 'u', 'ra')
   if v[1] ~= 'o' and v[1] ~= 't' then return 0 end
   session_release(sub_key, sub.base, call_id, {st = v[1], z = v[2], per = v[3],
-    res = tonumber(v[4]) or 0})
+    res = tonumber(v[4]) or 0, u = v[6], ra = tonumber(v[7]) or 0})
   sub.sessions = sub.sessions - 1
   local deadline = tonumber(v[5])
   if deadline and deadline <= now_ms then
@@ -297,6 +298,8 @@ for i = 1, #batch do
           if billable > 0 then
             local users_key = base .. per[4]
             call('HINCRBY', users_key, user .. zf.user, billable)
+            -- the user's overage amount, weighed against a spend limit (SPEC 14)
+            if overage > 0 then call('HINCRBY', users_key, user .. '|$', amount) end
             expire_once(users_key, end_ms + grace_ms + keep_ms)
           end
           if pool > 0 then

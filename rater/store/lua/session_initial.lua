@@ -1,4 +1,5 @@
--- The initial request of a credit-control session (SPEC 11): decide, and reserve.
+-- The initial request of a credit-control session (SPEC 11): decide, and reserve (seconds
+-- in the pool, and their worst-case amount against the user's spend limit, SPEC 14).
 -- KEYS[1]: subscription hash. ARGV: session_id, user_id, zone letter, free ('1' inbound or
 --   emergency), requested_s, request_number ('' none), now_ms, validity_s, grace_s,
 --   session keep ms, sweep limit, late grace ms, period key keep ms.
@@ -26,7 +27,7 @@ if stored then redis.call('DEL', key) end -- forgotten: the id may be used again
 
 local function remember(state, answer, gone)
   redis.call('HSET', key, 'st', state, 'z', zone, 'u', user, 'val', validity, 'used', 0,
-    'res', 0, 'rn', number_text, 'arn', number_text, 'k', 'i', 'ans', answer,
+    'res', 0, 'ra', 0, 'rn', number_text, 'arn', number_text, 'k', 'i', 'ans', answer,
     'gone', int_text(gone))
   redis.call('PEXPIRE', key, gone - now)
 end
@@ -46,8 +47,9 @@ end
 local expired_validity, expired_wait = sweep_sessions(sub_key, base, now, keep, limit)
 local period, end_ms = period_of(now, sub.anchor)
 local pool_key, included, used, reserved_all = session_pool(sub, base, period, zone)
-local decision, authorised, reserved, final, reason = session_grant(
-  true, 0, requested, included - used - reserved_all, sub.payg, sub.inc_m, sub.inc_i)
+local spend = spend_terms(base, period, user, sub['rmu_' .. zone], 0)
+local decision, authorised, reserved, final, reason, amount = session_grant(
+  true, 0, requested, included - used - reserved_all, sub.payg, sub.inc_m, sub.inc_i, spend)
 if decision == 'b' then
   local answer = answer_text('b', 0, true, 0, reason, now)
   remember('b', answer, now + keep)
@@ -57,12 +59,17 @@ end
 local deadline = now + (validity + grace) * 1000
 local answer = answer_text('p', authorised, final, validity, reason, now + validity * 1000)
 redis.call('HSET', key, 'st', 'o', 'z', zone, 'per', period, 'u', user, 'val', validity,
-  'auth', authorised, 'used', 0, 'res', reserved, 'rn', number_text, 'arn', number_text,
-  'k', 'i', 'ans', answer, 'dl', int_text(deadline))
+  'auth', authorised, 'used', 0, 'res', reserved, 'ra', int_text(amount), 'rn', number_text,
+  'arn', number_text, 'k', 'i', 'ans', answer, 'dl', int_text(deadline))
+local period_ttl = int_text(math.max(end_ms + late_grace + period_keep - now, period_keep))
 redis.call('HINCRBY', pool_key, zone .. ':res', reserved) -- creates the key if need be
 add_or_drop(sub_key, 's:r:' .. zone, reserved)
-redis.call('PEXPIRE', pool_key, int_text(math.max(end_ms + late_grace + period_keep - now,
-  period_keep)), 'NX')
+redis.call('PEXPIRE', pool_key, period_ttl, 'NX')
+if amount > 0 then
+  local users_key = base .. 'u:' .. period
+  redis.call('HINCRBY', users_key, user .. '|r$', int_text(amount))
+  redis.call('PEXPIRE', users_key, period_ttl, 'NX')
+end
 add_or_drop(sub_key, 's:o', 1)
 add_or_drop(sub_key, 's:n', 1)
 redis.call('ZADD', base .. 'sx', deadline, sid)

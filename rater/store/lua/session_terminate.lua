@@ -44,12 +44,16 @@ local expired_validity, expired_wait = sweep_sessions(sub_key, base, now, keep, 
 local _, included, used_included, reserved_all = session_pool(sub, base, s.per, s.z)
 local available = included - used_included - reserved_all + s.res
 local reserved = held_seconds(used, available, sub.payg, sub.inc_m, sub.inc_i)
-session_reserve(sub_key, base, s, reserved - s.res)
+-- its amount re-priced to what the used seconds can cost (SPEC 14: SpendTerms.held)
+local amount = spend_held(spend_terms(base, s.per, s.u, sub['rmu_' .. s.z], s.ra), reserved,
+  available)
+session_reserve(sub_key, base, s, reserved - s.res, amount - s.ra)
 add_or_drop(sub_key, 's:o', -1) -- still reserving: 's:n' stays
 local deadline = now + cdr_wait * 1000
 local answer = answer_text('p', used, true, 0, 'terminated', now)
-redis.call('HSET', key, 'st', 't', 'used', used, 'res', reserved, 'rn', highest,
-  'arn', number_text, 'k', 't', 'ans', answer, 'term', '1', 'dl', int_text(deadline))
+redis.call('HSET', key, 'st', 't', 'used', used, 'res', reserved, 'ra', int_text(amount),
+  'rn', highest, 'arn', number_text, 'k', 't', 'ans', answer, 'term', '1',
+  'dl', int_text(deadline))
 redis.call('ZADD', base .. 'sx', deadline, sid)
 local register = ''
 if deadline < s.dl then register = int_text(deadline) end

@@ -39,13 +39,15 @@ if not sub then return {'refused', 'unknown_session', '', ''} end -- subscriptio
 local expired_validity, expired_wait = sweep_sessions(sub_key, base, now, keep, limit)
 local _, included, used_included, reserved_all = session_pool(sub, base, s.per, s.z)
 local available = included - used_included - reserved_all + s.res
-local _, authorised, reserved, final, reason = session_grant(
-  false, used, requested, available, sub.payg, sub.inc_m, sub.inc_i)
-session_reserve(sub_key, base, s, reserved - s.res)
+local spend = spend_terms(base, s.per, s.u, sub['rmu_' .. s.z], s.ra)
+local _, authorised, reserved, final, reason, amount = session_grant(
+  false, used, requested, available, sub.payg, sub.inc_m, sub.inc_i, spend)
+session_reserve(sub_key, base, s, reserved - s.res, amount - s.ra)
 local deadline = now + (validity + grace) * 1000
 local answer = answer_text('p', authorised, final, validity, reason, now + validity * 1000)
 redis.call('HSET', key, 'val', validity, 'auth', authorised, 'used', used, 'res', reserved,
-  'rn', highest, 'arn', number_text, 'k', 'u', 'ans', answer, 'dl', int_text(deadline))
+  'ra', int_text(amount), 'rn', highest, 'arn', number_text, 'k', 'u', 'ans', answer,
+  'dl', int_text(deadline))
 redis.call('ZADD', base .. 'sx', deadline, sid)
 local register = ''
 if deadline < s.dl then register = int_text(deadline) end

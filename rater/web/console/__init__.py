@@ -1,6 +1,7 @@
 """The administrator's console at `/console/` (SPEC §12): server-rendered pages over the
-same queries, checks and audited PAYG switch as the JSON API. docs/console.md has the
-pages and the choices behind sign-in, cookies, CSRF and the Content-Security-Policy.
+same queries, checks and audited changes (PAYG, spend limits) as the JSON API.
+docs/console.md has the pages and the choices behind sign-in, cookies, CSRF and the
+Content-Security-Policy.
 
 `pages` builds what each page shows (no HTTP), `views` handles sessions, forms and
 rendering, `security` holds the headers and checks, `templates/` and `static/` the HTML
@@ -76,6 +77,11 @@ def register_console(app: Any, console: Console) -> Console:
     class Payg(View):
         async def post(self, request: Any, subscription_id: str) -> Any:
             return await console.switch_payg(request, subscription_id)
+
+    @app.page(ROOT + "subscriptions/{subscription_id}/spend-limits", name="console-limits")
+    class SpendLimits(View):
+        async def post(self, request: Any, subscription_id: str) -> Any:
+            return await console.set_spend_limit(request, subscription_id)
 
     @app.page(ROOT + "subscriptions/{subscription_id}/calls", name="console-calls")
     class Calls(View):

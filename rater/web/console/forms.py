@@ -106,3 +106,10 @@ def payg_choice(form: Mapping[str, str]) -> bool | None:
     if value == "off":
         return False
     return None
+
+
+def spend_limit_form(form: Mapping[str, str]) -> tuple[str, dict[str, str | None]]:
+    """The spend-limit form: (user id, the `{"amount"}` document the API takes); an empty
+    amount removes the limit. Checked by the API's own parsing, not here."""
+    amount = form.get("amount", "").strip()
+    return form.get("user_id", "").strip(), {"amount": amount or None}

@@ -35,6 +35,9 @@ class Subscriptions(Protocol):
     async def subscription_for(self, principal: Principal, subscription_id: str,
                                roles: Any) -> tuple[SubscriptionSnapshot, str]: ...
 
+    async def users_report(self, principal: Principal, subscription_id: str,
+                           query: Mapping[str, str]) -> Document: ...
+
 
 class AccountStore(Protocol):
     async def account_subscriptions(self, billing_account_id: str) -> dict[str, int]: ...
@@ -126,14 +129,18 @@ def audit_rows(entries: list[AuditEntry]) -> list[AuditRow]:
 class SubscriptionPage:
     row: SubscriptionRow
     role: str
-    can_switch: bool
+    can_switch: bool  # PAYG and the users' spend limits
     audit: list[AuditRow] = field(default_factory=list)
     audit_error: str | None = None
+    users: list[Document] = field(default_factory=list)  # the users report's first page
+    more_users: bool = False
 
 
 async def subscription_page(principal: Principal, subscription_id: str, lookup: Subscriptions,
                             history: HistoryApi) -> SubscriptionPage:
     snapshot, role = await lookup.subscription_for(principal, subscription_id, READ_ROLES)
+    # the users' spend this period and their limits (SPEC §14), as the users report says
+    report = await lookup.users_report(principal, subscription_id, {})
     audit: list[AuditRow] = []
     audit_error = None
     try:
@@ -143,7 +150,7 @@ async def subscription_page(principal: Principal, subscription_id: str, lookup: 
             raise
         audit_error = exc.detail
     return SubscriptionPage(subscription_row(snapshot), role, role in WRITE_ROLES, audit,
-                            audit_error)
+                            audit_error, report["users"], report["next"] is not None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
+from urllib.parse import urlencode
 
 from aiohttp import web as aiohttp_web
 
@@ -15,9 +16,10 @@ from rater import metrics
 from rater.store import StoreUnavailable
 from rater.web.auth import WRITE_ROLES, TokenVerifier
 from rater.web.console import pages, security
-from rater.web.console.forms import CallsQuery, payg_choice
+from rater.web.console.forms import CallsQuery, payg_choice, spend_limit_form
 from rater.web.console.rendering import environment, path_segment
 from rater.web.console.sessions import Session, SessionStore, new_secret, same_secret
+from rater.web.documents import check_user_id, spend_limit_of
 from rater.web.errors import MAX_BODY_BYTES, ApiError
 from rater.web.history_api import CsvDownload, HistoryApi
 from rater.web.history_views import stream_csv
@@ -199,7 +201,8 @@ class Console:
             view = await pages.subscription_page(session.principal, subscription_id,
                                                  self.api, self.history)
             return self.render("subscription.html", 200, session, view=view,
-                               switched=request.query.get("switched"))
+                               switched=request.query.get("switched"),
+                               limit_saved=request.query.get("limit_saved"))
 
         return await self.page(request, build)
 
@@ -213,6 +216,22 @@ class Console:
             await self.api.switch_payg(principal, role, subscription_id, enabled)
             return redirect(f"{ROOT}subscriptions/{path_segment(subscription_id)}"
                             f"?switched={'on' if enabled else 'off'}")
+
+        return await self.guarded_post(request, act)
+
+    async def set_spend_limit(self, request: Any,
+                              subscription_id: str) -> aiohttp_web.StreamResponse:
+        """The spend-limit form (SPEC §14): the same checks and audited change as
+        `PUT /v1/subscriptions/{id}/users/{user_id}/spend-limit`."""
+        async def act(session: Session) -> aiohttp_web.StreamResponse:
+            principal = session.principal
+            _, role = await self.api.subscription_for(principal, subscription_id, WRITE_ROLES)
+            user_id, document = spend_limit_form(request["console_form"])
+            check_user_id(user_id)
+            limit = spend_limit_of(document)
+            await self.api.change_spend_limit(principal, role, subscription_id, user_id, limit)
+            return redirect(f"{ROOT}subscriptions/{path_segment(subscription_id)}"
+                            f"?{urlencode({'limit_saved': user_id})}")
 
         return await self.guarded_post(request, act)
 

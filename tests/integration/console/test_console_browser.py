@@ -367,3 +367,97 @@ def test_csv_export_equals_the_rated_records_of_the_same_filter(
     total = sum((Decimal(r["amount"]) for r in wanted), Decimal(0))
     assert total > 0 and all(Decimal(row["amount"]) > 0 for row in rows)
     watched.assert_clean()
+
+
+def limits_of(api: ApiDeployment, sub: str) -> dict[str, str]:
+    client = sync_redis(api.settings, decode_responses=True)
+    try:
+        found: dict[str, str] = client.hgetall(f"{api.settings.key_prefix}:{{{sub}}}:lim")
+        return found
+    finally:
+        client.close()
+
+
+def limit_rows(watched: Watched) -> dict[str, list[str]]:
+    """The spend-limit pane's table: user -> its cells."""
+    rows = watched.page.locator(".limits table tbody tr")
+    return {cells[0]: cells[1:] for cells in
+            (rows.nth(i).locator("td").all_inner_texts() for i in range(rows.count()))}
+
+
+def test_owner_sets_and_clears_spend_limits_and_a_reader_cannot(
+        api: ApiDeployment, contexts: Callable[[], BrowserContext]) -> None:
+    """SPEC §14 in the console: the users' spend this period beside their limits; the form
+    goes through the same audited change as the API."""
+    import orjson
+
+    sub = unique("sub-limits")
+    off_loop(api.load_subscriptions, [plan(sub, payg=True, minutes=0)])
+    # 90 s bill 120 s, all overage at 0.025/min: ivy has spent 0.050000
+    off_loop(api.produce, api.settings.topics.cdr, [cdr(sub, "lim-1", "ivy", 90, 60)])
+    off_loop(api.rated, sub, ["lim-1"])
+
+    owner_context = contexts()
+    owner = Watched(owner_context.new_page(), "limits-owner")
+    sign_in_with_form(api, owner, api.tokens.owner(ACCOUNT, subject="olga@example.test"))
+    page = owner.page
+    page.goto(f"{api.url}{sub_path(sub)}")
+    assert limit_rows(owner) == {"ivy": ["2 min", "0.050000 EUR", "none"]}
+    page.fill("form.limit input[name=user_id]", "ivy")
+    page.fill("form.limit input[name=amount]", "0.10")
+    page.click("button:has-text('Save limit')")
+    assert page.url.endswith(f"{sub_path(sub)}?limit_saved=ivy"), page.url
+    assert page.locator(".limits .notice").inner_text() == "The spend limit of ivy is saved."
+    assert limit_rows(owner)["ivy"] == ["2 min", "0.050000 EUR", "0.100000 EUR"]
+    owner.shot("spend-limit-set")
+    # a user without calls yet, whose id is markup: listed with its limit, as text
+    page.fill("form.limit input[name=user_id]", SCRIPT_USER)
+    page.fill("form.limit input[name=amount]", "1000000000")
+    page.click("button:has-text('Save limit')")
+    assert limit_rows(owner)[SCRIPT_USER] == ["0 min", "0.000000 EUR", "1000000000.000000 EUR"]
+    assert page.locator("main script").count() == 0
+    assert limits_of(api, sub)["l:ivy"] == "100000"
+    # an empty amount removes the limit
+    page.fill("form.limit input[name=user_id]", "ivy")
+    page.click("button:has-text('Save limit')")
+    assert limit_rows(owner)["ivy"][2] == "none"
+    assert "l:ivy" not in limits_of(api, sub)
+    owner.shot("spend-limit-cleared")
+    # a bad amount is the API's 422, and changes nothing
+    before = limits_of(api, sub)
+    bad = owner_context.request.post(f"{api.url}{sub_path(sub)}/spend-limits", form={
+        "user_id": "ivy", "amount": "0.1234567", "csrf_token": csrf_of(owner)},
+        max_redirects=0)
+    assert bad.status == 422 and "at most 6 places" in bad.text()
+    assert limits_of(api, sub) == before
+
+    messages = off_loop(asyncio.run, read_to_end(api.settings.kafka_bootstrap,
+                                                 [api.settings.topics.subscription_events], 30))
+    events = [e for e in (orjson.loads(m.value) for m in messages)
+              if e.get("type") == "spend_limit.changed" and e.get("subscription_id") == sub]
+    assert [(e["user_id"], e["amount"], e["previous"], e["actor"], e["role"])
+            for e in events] == [
+        ("ivy", "0.100000", None, "olga@example.test", "owner"),
+        (SCRIPT_USER, "1000000000.000000", None, "olga@example.test", "owner"),
+        ("ivy", None, "0.100000", "olga@example.test", "owner")]
+
+    reader_context = contexts()
+    reader = Watched(reader_context.new_page(), "limits-reader")
+    sign_in_with_form(api, reader, api.tokens.reader(ACCOUNT, subject="rolf@example.test"))
+    reader.page.goto(f"{api.url}{sub_path(sub)}")
+    assert limit_rows(reader)[SCRIPT_USER][2] == "1000000000.000000 EUR"
+    assert reader.page.locator("form.limit").count() == 0
+    assert "only a billing account owner or contributor can change them" in \
+        reader.page.locator(".limits .readonly").inner_text()
+    reader.shot("spend-limits-read-only")
+    before = limits_of(api, sub)
+    forged = reader_context.request.post(f"{api.url}{sub_path(sub)}/spend-limits", form={
+        "user_id": "ivy", "amount": "5", "csrf_token": csrf_of(reader)}, max_redirects=0)
+    assert forged.status == 403, forged.status
+    no_token = owner_context.request.post(f"{api.url}{sub_path(sub)}/spend-limits",
+                                          form={"user_id": "ivy", "amount": "5"},
+                                          max_redirects=0)
+    assert no_token.status == 403
+    assert limits_of(api, sub) == before
+    owner.assert_clean()
+    reader.assert_clean()

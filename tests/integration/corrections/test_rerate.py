@@ -197,10 +197,11 @@ def model_amounts(cdrs: list[Cdr], values: dict[str, Any],
     return amounts
 
 
-async def lua_fresh(settings: Settings, cdrs: list[Cdr]) -> tuple[dict[str, Decimal],
-                                                                  dict[str, ZoneCounters]]:
+async def lua_fresh(settings: Settings, cdrs: list[Cdr]) -> tuple[
+        dict[str, Decimal], dict[str, ZoneCounters], dict[tuple[str, str], int]]:
     """The live Lua path rating the same CDRs afresh under the corrected plan, in
-    started_at order: charges by currency, and sub-a's domestic counters."""
+    started_at order: charges by currency, the domestic counters and the users' overage
+    amounts."""
     store = RedisStore.from_settings(settings.with_overrides(app_id=f"f{uuid.uuid4().hex[:8]}"))
     try:
         await store.upsert_subscriptions([plan(s, **AFTER) for s in ("sub-a", "sub-b")])
@@ -218,9 +219,18 @@ async def lua_fresh(settings: Settings, cdrs: list[Cdr]) -> tuple[dict[str, Deci
             snapshot = await store.snapshot(sub, ordered[0].started_at_ms)
             assert snapshot is not None
             counters[sub] = snapshot.zones["domestic"]
-        return charges, counters
+        return charges, counters, await user_amounts(store, snapshot.period)
     finally:
         await store.close()
+
+
+async def user_amounts(store: RedisStore, period: str) -> dict[tuple[str, str], int]:
+    """Each user's overage amount in the period, as a spend limit weighs it (SPEC §14)."""
+    found = {}
+    for sub in ("sub-a", "sub-b"):
+        for user, usage in (await store.user_report(sub, period)).items():
+            found[(sub, user)] = usage.spent_micro
+    return found
 
 
 async def counters(settings: Settings, rated: Rerated) -> dict[str, ZoneCounters]:
@@ -271,7 +281,7 @@ async def test_rerate_with_a_changed_rate_increment_and_licence_count(
         assert adjustment["original_amount"] == format_micro(old_amounts[call])
 
     # original charges + adjustments == what the live path charges under the new plan
-    fresh_charges, fresh_counters = await lua_fresh(settings, rated.cdrs)
+    fresh_charges, fresh_counters, fresh_users = await lua_fresh(settings, rated.cdrs)
     charged = await read_to_end(settings.kafka_bootstrap, [settings.topics.charges])
     totals: dict[str, Decimal] = {}
     for charge in {orjson.loads(m.value)["charge_id"]: orjson.loads(m.value)
@@ -283,9 +293,15 @@ async def test_rerate_with_a_changed_rate_increment_and_licence_count(
             Decimal(adjustment["delta"]))
     assert {c: t for c, t in totals.items() if t} == {c: t for c, t in fresh_charges.items()
                                                       if t}
-    # the period's counters are the rerated ones
+    # the period's counters are the rerated ones, the users' overage amounts too
     after_counters = await counters(settings, rated)
     assert after_counters == fresh_counters and after_counters != before_counters
+    store = RedisStore.from_settings(settings)
+    try:
+        assert await user_amounts(store, rated.period) == fresh_users
+        assert any(fresh_users.values())
+    finally:
+        await store.close()
 
     # the same correction again: identical adjustments, nothing more changes
     second = run_rerate(rated, plan_file)
@@ -323,7 +339,7 @@ async def test_a_killed_rerate_run_again_completes_with_nothing_doubled(
 ) -> None:
     settings = rated.settings
     plan_file = corrected_plan_file(tmp_path)
-    _, fresh_counters = await lua_fresh(settings, rated.cdrs)
+    _, fresh_counters, _ = await lua_fresh(settings, rated.cdrs)
     kills = 0
     for delay in (0.4, 0.9, 1.6):  # wherever each kill lands, the next run resumes
         process = subprocess.Popen(rerate_command(rated, plan_file), env=rated.deployment.env(),

@@ -13,7 +13,8 @@ from aiokafka import AIOKafkaProducer
 from rater.kafka import read_to_end
 from rater.rating.clock import now_ms
 from rater.rating.outputs import payg_changed
-from rater.service.payg import PaygNotRecorded, PaygSwitcher
+from rater.service.audited import EventNotRecorded
+from rater.service.payg import PaygSwitcher
 from rater.store import RedisStore
 from tests.builders import make_subscription
 from tests.integration.harness import Deployment, consume, produce, running_worker
@@ -38,7 +39,7 @@ async def test_when_the_event_cannot_be_published_nothing_is_switched() -> None:
                                 now_ms)
         try:
             await switcher.switch("sub-1", True, "alice", "owner")
-        except PaygNotRecorded:
+        except EventNotRecorded:
             pass
         else:
             raise AssertionError("the switch went through without its audit event")

@@ -29,8 +29,8 @@ async def test_snapshots_are_the_same_as_through_redis_py() -> None:
         assert store._reads is not None
         await store.upsert_subscription(make_subscription(subscription_id="sub-1"))
         key = store.sub_key("sub-1")
-        for at_ms in (1_790_000_000_000, 1_800_000_000_000):
-            args = [at_ms, at_ms, SESSION_KEEP_MS, SESSION_SWEEP_MAX]
+        for at_ms, user_id in ((1_790_000_000_000, ""), (1_800_000_000_000, "user-1")):
+            args = [at_ms, at_ms, SESSION_KEEP_MS, SESSION_SWEEP_MAX, user_id]
             through_redis_py = await store._snapshot(keys=[key], args=args)
             assert await store._reads.evalsha(store._snapshot.sha, [key], args) \
                 == through_redis_py

@@ -50,8 +50,12 @@ calls = st.tuples(
     st.integers(-35 * DAY, 0),  # started before the clock
     st.integers(0, 2),  # user
 )
+limit_changes = st.one_of(st.none(), st.tuples(
+    st.integers(0, 2),  # user
+    st.sampled_from([None, 0, 1_500_000, 25_000_000]),  # the limit, micro-units
+    st.sampled_from(["api", "api", "external"])))  # with a reserved revision, or without
 batches = st.lists(st.tuples(st.lists(calls, min_size=1, max_size=10),
-                             st.sampled_from([None, "payg_on", "payg_off"])),
+                             st.sampled_from([None, "payg_on", "payg_off"]), limit_changes),
                    min_size=1, max_size=5)
 
 
@@ -74,8 +78,13 @@ async def test_rebuild_writes_what_the_scripts_wrote(
     rated, charges, alerts, cdrs = [], [], [], []
     payg = {sub.subscription_id: sub.payg_enabled for sub in subs}
     clock = RatingClock(NOW, GRACE_MS)
-    for number, (batch, change) in enumerate(script):
+    previous_limits: dict[tuple[str, str], int | None] = {}
+    for number, (batch, change, limit_change) in enumerate(script):
         target = subs[number % 2].subscription_id
+        if limit_change is not None:
+            events.append(Message(orjson.dumps(await change_limit(
+                store, target, f"u{limit_change[0]}", limit_change[1],
+                limit_change[2] == "api", previous_limits))))
         if change is not None:
             switch = await store.set_payg(target, change == "payg_on")
             assert switch is not None
@@ -112,6 +121,25 @@ async def test_rebuild_writes_what_the_scripts_wrote(
     assert rebuilt.keys() == scripted.keys()
     for key, fields in scripted.items():
         assert rebuilt[key] == fields, key
+
+
+async def change_limit(store: RedisStore, sub: str, user: str, limit: int | None, api: bool,
+                       previous: dict[tuple[str, str], int | None]) -> dict[str, Any]:
+    """A limit change as the API makes it (reserve a revision, then apply the event's), or
+    as another producer's event without revision; the event the topic would carry."""
+    revision = None
+    if api:
+        reserved = await store.reserve_spend_limit_revision(sub, user)
+        assert reserved is not None
+        revision = reserved[1]
+    changed = await store.set_spend_limit(sub, user, limit, revision)
+    assert changed is not None and changed.applied
+    event = outputs.spend_limit_changed(sub, user, limit, previous.get((sub, user)),
+                                        changed.revision, "t", "owner", NOW)
+    previous[(sub, user)] = limit
+    if not api:
+        del event["revision"]
+    return event
 
 
 def _cdr_document(cdr: Cdr) -> dict[str, Any]:

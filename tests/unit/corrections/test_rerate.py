@@ -83,6 +83,13 @@ def test_original_charges_plus_adjustments_equal_a_fresh_rating(
         assert Decimal(adjustment["new_amount"]) - Decimal(adjustment["original_amount"]) == (
             Decimal(adjustment["delta"]))
     deltas = result.deltas["sub-1"]
+    # the users' overage amounts (what a spend limit weighs) move by their calls' deltas
+    by_user: dict[str, Decimal] = {}
+    for adjustment in result.adjustments:
+        user = next(r["user_id"] for r in records if r["call_id"] == adjustment["call_id"])
+        by_user[user] = by_user.get(user, Decimal(0)) + Decimal(adjustment["delta"])
+    assert {u: Decimal(n) / 1_000_000 for u, n in deltas.user_amounts.items() if n} == {
+        u: d for u, d in by_user.items() if d}
     for zone, change in deltas.zones.items():
         fresh_total = deltas.totals[zone]
         original_used = sum(r["included_s"] for r in records

@@ -1,7 +1,7 @@
 """The HTTP API's logic without a server (rater.web.api): bodies, order of checks, shapes.
 
-`RaterApi` is driven with a fake store, decider and publisher (the PAYG switch is the
-real `PaygSwitcher` over them); the end-to-end
+`RaterApi` is driven with a fake store, decider and publisher (the PAYG switch and the
+spend-limit change are the real `PaygSwitcher` and `SpendLimits` over them); the end-to-end
 behaviour through a real worker is in tests/integration/test_api.py and
 tests/integration/test_authorization_matrix.py.
 """
@@ -19,9 +19,10 @@ import pytest
 
 from rater.config import Settings
 from rater.rating.decision import Decision, decide
-from rater.records import CallAttempt, Zone
+from rater.records import CallAttempt
 from rater.service.payg import PaygSwitcher
-from rater.store import PaygSwitch, StoreUnavailable, SubscriptionSnapshot
+from rater.service.spend_limits import SpendLimits
+from rater.store import LimitChange, PaygSwitch, StoreUnavailable, SubscriptionSnapshot, UserUsage
 from rater.web.api import RaterApi
 from rater.web.auth import TokenVerifier
 from rater.web.documents import (
@@ -29,6 +30,7 @@ from rater.web.documents import (
     parse_attempt,
     parse_limit,
     parse_payg_body,
+    parse_spend_limit_body,
     usage_document,
     users_page,
 )
@@ -53,10 +55,11 @@ def token(**kw: Any) -> str:
 @dataclass
 class FakeStore:
     subs: dict[str, SubscriptionSnapshot] = field(default_factory=dict)
-    users: dict[tuple[str, str], dict[str, dict[Zone, int]]] = field(default_factory=dict)
-    writes: list[tuple[str, bool]] = field(default_factory=list)
+    users: dict[tuple[str, str], dict[str, UserUsage]] = field(default_factory=dict)
+    writes: list[tuple[str, Any]] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     revisions: dict[str, int] = field(default_factory=dict)
+    limits: dict[tuple[str, str], int] = field(default_factory=dict)
 
     async def snapshot(self, subscription_id: str, at_ms: int) -> SubscriptionSnapshot | None:
         self.calls.append("snapshot")
@@ -80,9 +83,29 @@ class FakeStore:
         self.writes.append((subscription_id, enabled))
         return PaygSwitch(current.payg_enabled, revision or 0, True)
 
-    async def user_seconds(
-        self, subscription_id: str, period: str
-    ) -> Mapping[str, Mapping[Zone, int]]:
+    async def reserve_spend_limit_revision(
+        self, subscription_id: str, user_id: str
+    ) -> tuple[int | None, int] | None:
+        self.calls.append("reserve")
+        if subscription_id not in self.subs:
+            return None
+        self.revisions[subscription_id] = self.revisions.get(subscription_id, 0) + 1
+        return self.limits.get((subscription_id, user_id)), self.revisions[subscription_id]
+
+    async def set_spend_limit(
+        self, subscription_id: str, user_id: str, limit_micro: int | None,
+        revision: int | None = None,
+    ) -> LimitChange | None:
+        self.calls.append("set_spend_limit")
+        if subscription_id not in self.subs:
+            return None
+        previous = self.limits.pop((subscription_id, user_id), None)
+        if limit_micro is not None:
+            self.limits[(subscription_id, user_id)] = limit_micro
+        self.writes.append((f"{subscription_id}/{user_id}", limit_micro))
+        return LimitChange(previous, revision or 0, True)
+
+    async def user_report(self, subscription_id: str, period: str) -> Mapping[str, UserUsage]:
         self.calls.append(f"users:{period}")
         return self.users.get((subscription_id, period), {})
 
@@ -116,7 +139,9 @@ def make_api(
     published = Published(store)
     payg = PaygSwitcher(store, published, settings.topics.subscription_events,  # type: ignore[arg-type]
                         lambda: NOW_MS)
-    api = RaterApi(settings, store, FakeDecider(store), payg, clock=lambda: NOW_MS)
+    limits = SpendLimits(store, published, settings.topics.subscription_events,  # type: ignore[arg-type]
+                         lambda: NOW_MS)
+    api = RaterApi(settings, store, FakeDecider(store), payg, limits, clock=lambda: NOW_MS)
     return api, store, published
 
 
@@ -312,23 +337,89 @@ def test_usage_document_statuses_and_amounts() -> None:
 
 
 def test_users_page_sorting_ties_and_pagination() -> None:
-    seconds: dict[str, dict[Zone, int]] = {
-        "bob": {"domestic": 180, "international": 0},
-        "alice": {"domestic": 120, "international": 60},
-        "carol": {"domestic": 120},
-        "zed": {"international": 600},
+    users = {
+        "bob": UserUsage({"domestic": 180, "international": 0}, spent_micro=25_000),
+        "alice": UserUsage({"domestic": 120, "international": 60}, limit_micro=5_000_000),
+        "carol": UserUsage({"domestic": 120}),
+        "zed": UserUsage({"international": 600}, 1_500_000, 700, 1_000_000),
+        "idle": UserUsage({}, limit_micro=0),  # a limit, no calls: listed last
     }
-    first = users_page("2026-11-01", seconds, 0, 2)
+    first = users_page("2026-11-01", users, 0, 2)
     assert [u["user_id"] for u in first["users"]] == ["zed", "alice"]
     assert first["users"][1] == {"user_id": "alice", "total_s": 180,
-                                 "billable_s": {"domestic": 120, "international": 60}}
-    second = users_page("2026-11-01", seconds, Cursor.decode(first["next"]).offset, 2)
+                                 "billable_s": {"domestic": 120, "international": 60},
+                                 "overage_amount": "0.000000", "spend_limit": "5.000000"}
+    assert (first["users"][0]["overage_amount"], first["users"][0]["spend_limit"]) == (
+        "1.500000", "1.000000")
+    second = users_page("2026-11-01", users, Cursor.decode(first["next"]).offset, 2)
     assert [u["user_id"] for u in second["users"]] == ["bob", "carol"]
+    assert second["users"][0]["overage_amount"] == "0.025000"
     assert second["users"][1]["billable_s"] == {"domestic": 120, "international": 0}
-    assert second["next"] is None
+    assert second["users"][1]["spend_limit"] is None
+    third = users_page("2026-11-01", users, Cursor.decode(second["next"]).offset, 2)
+    assert third["users"] == [{"user_id": "idle", "total_s": 0,
+                               "billable_s": {"domestic": 0, "international": 0},
+                               "overage_amount": "0.000000", "spend_limit": "0.000000"}]
+    assert third["next"] is None
     assert users_page("2026-11-01", {}, 0, 100) == {"period": "2026-11-01", "users": [],
                                                     "next": None}
-    assert users_page("2026-11-01", seconds, 10, 5)["users"] == []
+    assert users_page("2026-11-01", users, 10, 5)["users"] == []
+
+
+@pytest.mark.parametrize(("raw", "micro"), [
+    (b'{"amount": "5.00"}', 5_000_000), (b'{"amount": null}', None),
+    (b'{"amount": "0"}', 0), (b'{"amount": "1000000000"}', 1_000_000_000_000_000),
+    (b'{"amount": "0.000001"}', 1), (b'{"amount": "12.345678"}', 12_345_678),
+])
+def test_spend_limit_bodies(raw: bytes, micro: int | None) -> None:
+    assert parse_spend_limit_body(raw) == micro
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"amount": 5}', b'{"amount": "5.1234567"}', b'{"amount": "-1"}', b'{}',
+    b'{"amount": "1000000000.000001"}', b'{"amount": "5", "user": "x"}', b'[]',
+    b'{"amount": "1e3"}', b'{"amount": " 5"}', b'{"amount": ""}', b'nope', b'',
+])
+def test_bad_spend_limit_bodies_are_422(raw: bytes) -> None:
+    with pytest.raises(ApiError) as caught:
+        parse_spend_limit_body(raw)
+    assert (caught.value.status, caught.value.error) == (422, "invalid_request")
+
+
+def test_spend_limit_change_checks_role_then_user_then_body_and_publishes_first() -> None:
+    api, store, published = make_api()
+    contributor = token(subject="carl", roles={"ba-1": "contributor"})
+    for bad_token, status in ((token(roles={"ba-1": "reader"}), 403), ("Bearer x.y.z", 401)):
+        with pytest.raises(ApiError) as caught:
+            run(api.set_spend_limit(bad_token, "sub-1", "u", never_read()))
+        assert caught.value.status == status
+    with pytest.raises(ApiError) as caught:
+        run(api.set_spend_limit(contributor, "nope", "u", never_read()))
+    assert caught.value.status == 404
+    with pytest.raises(ApiError) as caught:
+        run(api.set_spend_limit(contributor, "sub-1", "x" * 129, never_read()))
+    assert (caught.value.status, caught.value.error) == (422, "invalid_request")
+    assert store.writes == [] and published.records == []
+
+    answer = run(api.set_spend_limit(contributor, "sub-1", "u 1", body(b'{"amount": "5.5"}')))
+    assert answer == {"subscription_id": "sub-1", "user_id": "u 1", "amount": "5.500000",
+                      "previous": None}
+    assert store.calls[-3:] == ["reserve", "publish", "set_spend_limit"]
+    [(topic, key, value)] = published.records
+    assert (topic, key) == ("u.subscriptions.events", b"sub-1")
+    assert orjson.loads(value) == {"type": "spend_limit.changed", "subscription_id": "sub-1",
+                                   "user_id": "u 1", "amount": "5.500000", "previous": None,
+                                   "revision": 1, "actor": "carl", "role": "contributor",
+                                   "at": "2026-11-18T11:06:40Z"}
+    cleared = run(api.set_spend_limit(contributor, "sub-1", "u 1", body(b'{"amount": null}')))
+    assert (cleared["amount"], cleared["previous"]) == (None, "5.500000")
+    assert store.limits == {}
+
+    published.fail = True
+    with pytest.raises(ApiError) as caught:
+        run(api.set_spend_limit(contributor, "sub-1", "u 1", body(b'{"amount": "1"}')))
+    assert (caught.value.status, caught.value.error) == (503, "event_not_recorded")
+    assert store.limits == {}
 
 
 # --------------------------------------------------- order of checks, roles ---
@@ -418,7 +509,8 @@ def test_payg_publish_failure_is_a_json_503_and_switches_nothing() -> None:
 
 def test_users_report_keeps_the_cursors_period() -> None:
     api, store, _ = make_api()
-    store.users[("sub-1", "2026-10-01")] = {"u1": {"domestic": 60, "international": 0}}
+    store.users[("sub-1", "2026-10-01")] = {"u1": UserUsage({"domestic": 60,
+                                                              "international": 0})}
     cursor = Cursor("2026-10-01", 0).encode()
     page = run(api.usage_users(token(roles={"ba-1": "reader"}), "sub-1", {"cursor": cursor}))
     assert page["period"] == "2026-10-01" and page["users"][0]["user_id"] == "u1"
