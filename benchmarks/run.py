@@ -215,6 +215,10 @@ def window_rows(label: str, w: dict[str, Any], goal: float | None) -> list[tuple
              f"{w['achieved_rate']:,.0f}/s of {w['target_rate']:,.0f}, {_ms(w['p50_ms'], 2)} / "
              f"{_ms(w['p90_ms'], 2)} / {_ms(w['p99_ms'], 2)} / {_ms(w['max_ms'])} ms{met}"
              + (f"; not 200: {bad}" if bad else ""))]
+    for kind, k in (w.get("by_kind") or {}).items():
+        rows.append(("f", f"  {kind}: count, p50 / p99 / max",
+                     f"{k['ok']:,}, {_ms(k['p50_ms'], 2)} / {_ms(k['p99_ms'], 2)} / "
+                     f"{_ms(k['max_ms'])} ms"))
     if "rating_cdrs_per_s" in w:
         rows.append(("f", "  CDRs rated meanwhile (same worker)",
                      f"{w['rating_cdrs_per_s']:,}/s of {w['steady_rate']:,.0f}"))
@@ -461,10 +465,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
         res["f_token_check"] = verifier.measure()
 
-        say(f"f: authorize alone at {args.web_rates} req/s, at {args.web_beside_rate:.0f}/s "
-            f"beside {args.steady_cdr_rate:.0f} CDRs/s, then the bare handler "
-            f"({args.web_s:.0f}s windows)")
-        flame = None if args.no_flame else RESULTS / f"flame-{args.name}-authorize.svg"
+        say(f"f: authorize and sessions alone at {args.web_rates} req/s, at "
+            f"{args.web_beside_rate:.0f}/s beside {args.steady_cdr_rate:.0f} CDRs/s, then the "
+            f"bare handler ({args.web_s:.0f}s windows)")
+        flame = None if args.no_flame else RESULTS / f"flame-{args.name}.svg"
         res["f_authorize"] = await web.authorize_under_load(
             data, args.partitions, args.web_s, flame, args.web_rates, args.web_beside_rate,
             args.steady_cdr_rate, [w for w in args.f_windows.split(",") if w])

@@ -17,8 +17,10 @@ are, the rating batches' CPU steps and sizes, and its Redis calls; beside it, a 
 probe (`benchmarks.redis_probe`) measures how long Redis itself keeps a request waiting.
 
 A request load is a `TargetSet` built by one function from the running worker's URL, the
-data set and a token; `TARGET_SETS` lists them, and each is measured alone and beside
-steady rating. A new endpoint's load (e.g. sessions) is one more builder in that list.
+data set, a token, the window's tag and how many requests the window sends; `TARGET_SETS`
+lists them (call attempts on `POST /v1/authorize`; credit-control sessions: set-up, update,
+terminate), and each is measured alone and beside steady rating. Every window gets its
+own targets, so a load with state (a session) never replays an earlier window's ids.
 """
 
 from __future__ import annotations
@@ -70,11 +72,20 @@ class TargetSet:
 
     name: str  # the table's label, e.g. "POST /v1/authorize"
     targets: list[dict[str, Any]]  # vegeta JSON targets: method, url, header, body (base64)
+    kinds: list[str] | None = None  # per target, when a load mixes kinds of request
 
     def write(self, path: Path) -> Path:
+        """The targets file for vegeta, and beside it (`kinds_path`) the kind of each."""
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"\n".join(orjson.dumps(t) for t in self.targets) + b"\n")
+        kinds_path(path).unlink(missing_ok=True)
+        if self.kinds:
+            kinds_path(path).write_text("\n".join(self.kinds) + "\n")
         return path
+
+
+def kinds_path(targets: Path) -> Path:
+    return targets.with_suffix(".kinds")
 
 
 def target(method: str, url: str, body: bytes | None = None,
@@ -102,21 +113,75 @@ def attempt_bodies(data: DataSet, count: int = 5000, seed: int = 3) -> list[byte
     return bodies
 
 
-def authorize_targets(base_url: str, data: DataSet, token: str) -> TargetSet:
-    """Call attempts over the data set's subscriptions, one body per request."""
+def authorize_targets(base_url: str, data: DataSet, token: str, tag: str,
+                      requests: int) -> TargetSet:
+    """Call attempts over the data set's subscriptions, one body per request (attempts
+    keep no state: the window cycles through 5000 of them)."""
     return TargetSet("POST /v1/authorize",
                      [target("POST", f"{base_url}/v1/authorize", body, token)
                       for body in attempt_bodies(data)])
 
 
-# Each builder makes one load for a running worker: (worker URL, data set, token) -> targets.
+SESSION_STEP_GAP = 50  # sessions between a call's set-up and its update, and its terminate
+
+
+def session_targets(base_url: str, data: DataSet, token: str, tag: str,
+                    requests: int, seed: int = 5) -> TargetSet:
+    """Credit-control sessions, each a set-up, an update and a terminate, interleaved so
+    that every request slot carries one of each kind: a call's update comes
+    `SESSION_STEP_GAP` sessions (3 x that many requests) after its set-up, its terminate as
+    much later again. The session ids carry the window's tag: unique per window."""
+    rnd = random.Random(seed)
+    count = requests // 3 + 1
+    calls = []
+    for i in range(count):
+        sub = data.subscriptions[rnd.randrange(len(data.subscriptions))]
+        calls.append((f"{tag}-s{i:07d}", orjson.dumps({
+            "session_id": f"{tag}-s{i:07d}", "subscription_id": sub["subscription_id"],
+            "user_id": f"user-{rnd.randrange(4)}",
+            "direction": "outbound" if rnd.random() < 0.9 else "inbound",
+            "zone": "domestic" if rnd.random() < 0.8 else "international",
+            "requested_s": 120, "request_number": 0})))
+    gap = SESSION_STEP_GAP
+    targets, kinds = [], []
+    for step in range(count + 2 * gap):
+        if step < count:
+            targets.append(target("POST", f"{base_url}/v1/sessions", calls[step][1], token))
+            kinds.append("initial")
+        if 0 <= step - gap < count:
+            session_id, _ = calls[step - gap]
+            targets.append(target(
+                "POST", f"{base_url}/v1/sessions/{session_id}/update",
+                orjson.dumps({"used_s": 45, "requested_s": 120, "request_number": 1}), token))
+            kinds.append("update")
+        if 0 <= step - 2 * gap < count:
+            session_id, _ = calls[step - 2 * gap]
+            targets.append(target(
+                "POST", f"{base_url}/v1/sessions/{session_id}/terminate",
+                orjson.dumps({"used_s": 95, "request_number": 2}), token))
+            kinds.append("terminate")
+    return TargetSet("POST /v1/sessions (set-up, update, terminate)", targets, kinds)
+
+
+# Each builder makes one load for a running worker:
+# (worker URL, data set, token, window tag, requests in the window) -> targets.
 # Each is measured alone at ALONE_RATES and beside steady rating at BESIDE_RATE.
-TARGET_SETS: list[Callable[[str, DataSet, str], TargetSet]] = [authorize_targets]
+TargetBuilder = Callable[[str, DataSet, str, str, int], TargetSet]
+TARGET_SETS: list[TargetBuilder] = [authorize_targets, session_targets]
 
 
-def bare_targets(base_url: str, data: DataSet) -> TargetSet:
+def bare_targets(base_url: str, data: DataSet, token: str = "", tag: str = "",
+                 requests: int = 0) -> TargetSet:
     return TargetSet("bare handler, same web stack",
                      [target("POST", f"{base_url}/bare", body) for body in attempt_bodies(data)])
+
+
+def targets_writer(build: TargetBuilder, base_url: str, data: DataSet,
+                   token: str) -> Callable[[str, int], Path]:
+    """(window tag, requests) -> a targets file of that window's own."""
+    def write(tag: str, requests: int) -> Path:
+        return build(base_url, data, token, tag, requests).write(LOGS / f"{tag}-targets.json")
+    return write
 
 
 # ------------------------------------------------------------------ vegeta ---
@@ -134,9 +199,10 @@ def percentile(ordered: Sequence[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
 
 
-def summarise(csv_text: str, rate: float) -> dict[str, Any]:
+def summarise(csv_text: str, rate: float, kinds: Sequence[str] = ()) -> dict[str, Any]:
     """vegeta's results (CSV: timestamp ns, code, latency ns, bytes out, bytes in, error,
-    body, attack, seq, ...) -> achieved rate, status codes, latency from the due time."""
+    body, attack, seq, ...) -> achieved rate, status codes, latency from the due time;
+    with `kinds` (the kind of each target, in file order), the latency of each kind."""
     rows = [(int(r[0]), r[1], int(r[2]), int(r[8]), r[5])
             for r in csv.reader(io.StringIO(csv_text)) if r]
     if not rows:
@@ -150,6 +216,7 @@ def summarise(csv_text: str, rate: float) -> dict[str, Any]:
     from_send: list[float] = []
     send_late: list[float] = []
     errors: dict[str, int] = {}
+    by_kind: dict[str, list[float]] = {}
     end = first
     for stamp, code, latency, seq, error in rows:
         label = code if code != "0" else "no answer"
@@ -160,6 +227,9 @@ def summarise(csv_text: str, rate: float) -> dict[str, Any]:
         if code == "200":
             due = first + seq * 1e9 / rate
             from_due.append((stamp + latency - due) / 1e6)
+            if kinds:  # vegeta cycles through the targets in file order (it may swap two
+                # requests due within the same instant: a kind's figures are not moved)
+                by_kind.setdefault(kinds[seq % len(kinds)], []).append(from_due[-1])
             from_send.append(latency / 1e6)
             send_late.append(max(0.0, stamp - due) / 1e6)
     from_due.sort()
@@ -177,6 +247,9 @@ def summarise(csv_text: str, rate: float) -> dict[str, Any]:
         # when the generator kept its schedule
         "p99_from_send_ms": percentile(from_send, 0.99),
         "send_late_p99_ms": percentile(send_late, 0.99),
+        "by_kind": {kind: {"ok": len(ms), "p50_ms": percentile(ms, 0.5),
+                           "p99_ms": percentile(ms, 0.99), "max_ms": ms[-1]}
+                    for kind, ms in ((k, sorted(v)) for k, v in by_kind.items())},
     }
 
 
@@ -211,7 +284,8 @@ async def attack(targets: Path, rate: float, seconds: float, timeline: procs.Cpu
     encoded = subprocess.run([vegeta, "encode", "--to=csv", str(results)], check=True,
                              capture_output=True, timeout=120).stdout.decode()
     results.unlink(missing_ok=True)
-    summary = summarise(encoded, rate)
+    kinds = kinds_path(targets)
+    summary = summarise(encoded, rate, kinds.read_text().split() if kinds.exists() else ())
     summary["cpu_shares"] = timeline.shares(summary["started_epoch"], summary["ended_epoch"])
     shares = summary["cpu_shares"]
     shares["loadgen"] = shares.pop(name, 0.0)
@@ -305,9 +379,12 @@ class Window:
     def __post_init__(self) -> None:
         self.timeline = procs.CpuTimeline(self.pid, {"bench": os.getpid()})
 
-    async def run(self, targets: Path, rate: float, seconds: float, tag: str,
-                  store: Any = None) -> dict[str, Any]:
-        await attack(targets, rate, WARMUP_S, self.timeline, LOGS / f"{tag}-warmup")
+    async def run(self, targets_for: Callable[[str, int], Path], rate: float, seconds: float,
+                  tag: str, store: Any = None) -> dict[str, Any]:
+        warmup = f"{tag}-warmup"
+        await attack(targets_for(warmup, int(rate * WARMUP_S) + 1), rate, WARMUP_S,
+                     self.timeline, LOGS / warmup)
+        targets = targets_for(tag, int(rate * seconds) + 1)
         if self.probe_url:
             probe_report(self.probe_url, reset=True)
         evalsha = await redis_evalsha(store.client) if store is not None else None
@@ -411,12 +488,16 @@ async def authorize_under_load(data: DataSet, partitions: int, seconds: float,
     token = token_for_bench()
     for build in TARGET_SETS:
         load: dict[str, Any] = {}
-        name = build("http://127.0.0.1", data, token).name
+        name = build("http://127.0.0.1", data, token, "name", 3).name
+        # one flame graph per load and window: flame-<run>-authorize.svg, -session-beside.svg
+        slug = build.__name__.removesuffix("_targets")
+        own_flame = flame.with_name(f"{flame.stem}-{slug}{flame.suffix}") if flame else None
         if "alone" in windows:
             load.update(await _alone(build, partitions, jwt_env, data, token, alone_rates,
-                                     seconds, flame))
+                                     seconds, own_flame))
         # beside: the same worker rates steady CDRs meanwhile
-        beside_flame = flame.with_name(f"{flame.stem}-beside{flame.suffix}") if flame else None
+        beside_flame = (own_flame.with_name(f"{own_flame.stem}-beside{own_flame.suffix}")
+                        if own_flame else None)
         if "beside" in windows:
             load[f"beside_{beside_rate:.0f}"] = await _beside_rating(
                 build, partitions, jwt_env, data, token, beside_rate, seconds, steady_rate,
@@ -427,7 +508,7 @@ async def authorize_under_load(data: DataSet, partitions: int, seconds: float,
     return result
 
 
-async def _alone(build: Callable[[str, DataSet, str], TargetSet], partitions: int,
+async def _alone(build: TargetBuilder, partitions: int,
                  jwt_env: dict[str, str], data: DataSet, token: str, rates: Sequence[float],
                  seconds: float, flame: Path | None) -> dict[str, Any]:
     """The load at each rate on an idle worker (no CDRs); then, with `flame`, one more
@@ -437,7 +518,7 @@ async def _alone(build: Callable[[str, DataSet, str], TargetSet], partitions: in
     async with rater_on_stack(partitions, None, batch, jwt_env, data) as (deployment, store):
         worker = probed_worker(deployment).start(wait_ready=True)
         assert worker.process is not None
-        path = build(worker.url, data, token).write(LOGS / f"{deployment.name}-targets.json")
+        path = targets_writer(build, worker.url, data, token)
         try:
             window = Window(worker.process.pid, worker.url)
             for rate in rates:
@@ -457,7 +538,7 @@ async def _alone(build: Callable[[str, DataSet, str], TargetSet], partitions: in
     return out
 
 
-async def _beside_rating(build: Callable[[str, DataSet, str], TargetSet], partitions: int,
+async def _beside_rating(build: TargetBuilder, partitions: int,
                          jwt_env: dict[str, str], data: DataSet, token: str, rate: float,
                          seconds: float, steady_rate: float,
                          flame: Path | None = None) -> dict[str, Any]:
@@ -476,7 +557,7 @@ async def _beside_rating(build: Callable[[str, DataSet, str], TargetSet], partit
         producing = asyncio.ensure_future(steady_produce(
             bootstrap, dsettings.topics.cdr, records, steady_rate, stop))
         try:
-            path = build(worker.url, data, token).write(LOGS / f"{deployment.name}-targets.json")
+            path = targets_writer(build, worker.url, data, token)
             await asyncio.sleep(2.0)  # rating under way and settled before the warm-up
             window = Window(worker.process.pid, worker.url)
             before = (await kafka_io.end_offsets(probe, [rated]))[rated]
@@ -519,8 +600,7 @@ async def _bare(data: DataSet, partitions: int, rates: Sequence[float],
     try:
         procs.wait_port(port, 60, process)
         await asyncio.sleep(3.0)  # past Faust's start-up (rebalance) before loading it
-        path = bare_targets(f"http://127.0.0.1:{port}", data).write(
-            LOGS / f"{app_id}-targets.json")
+        path = targets_writer(bare_targets, f"http://127.0.0.1:{port}", data, "")
         window = Window(process.pid)
         for rate in rates:
             out[f"alone_{rate:.0f}"] = await window.run(path, rate, seconds,
