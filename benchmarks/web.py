@@ -130,12 +130,15 @@ def session_targets(base_url: str, data: DataSet, token: str, tag: str,
     """Credit-control sessions, each a set-up, an update and a terminate, interleaved so
     that every request slot carries one of each kind: a call's update comes
     `SESSION_STEP_GAP` sessions (3 x that many requests) after its set-up, its terminate as
-    much later again. The session ids carry the window's tag: unique per window."""
+    much later again. The session ids carry the window's tag: unique per window.
+    The calls go to subscriptions with PAYG on, as a switch's would be connected: a call
+    refused at set-up gets no update (it would be answered 409)."""
     rnd = random.Random(seed)
     count = requests // 3 + 1
+    subs = [s for s in data.subscriptions if s.get("payg_enabled")] or data.subscriptions
     calls = []
     for i in range(count):
-        sub = data.subscriptions[rnd.randrange(len(data.subscriptions))]
+        sub = subs[rnd.randrange(len(subs))]
         calls.append((f"{tag}-s{i:07d}", orjson.dumps({
             "session_id": f"{tag}-s{i:07d}", "subscription_id": sub["subscription_id"],
             "user_id": f"user-{rnd.randrange(4)}",

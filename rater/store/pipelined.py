@@ -1,20 +1,23 @@
-"""Read-only script calls on the API's hot path over one pipelined connection.
+"""The API's per-request Redis calls over one pipelined connection.
 
-`POST /v1/authorize` makes one Redis call (the snapshot script). Through redis-py's
-asyncio client that call cost the worker about 100 µs of CPU and four to five event-loop
-turns (pool checkout with a zero-timeout readiness read, the send in a task of its own
-under `socket_timeout`, the reply): on a loop shared with rating, each turn waits for
-everything else that is ready (docs/performance.md, "Call set-up latency beside
-rating"). Here a call is one `write` of the packed command on a connection shared by
-all callers, the replies come back in order (Redis answers a connection's commands in
-the order it read them), hiredis parses them, and the caller resumes in the next turn:
-about 25 µs of CPU.
+`POST /v1/authorize` makes one Redis call (the snapshot script), a session request one
+or two (the session script, after the session index's lookup or write). Through
+redis-py's asyncio client each call cost the worker about 100 to 200 µs of CPU and four to
+five event-loop turns (pool checkout with a zero-timeout readiness read, the send in a
+task of its own under `socket_timeout`, the reply; a script object in a pipeline adds a
+SCRIPT EXISTS round trip): on a loop shared with rating, each turn waits for everything
+else that is ready (docs/performance.md, "Call set-up latency beside rating"). Here a
+call is one `write` of the packed commands on a connection shared by all callers, the
+replies come back in order (Redis answers a connection's commands in the order it read
+them), hiredis parses them, and the caller resumes in the next turn: about 25 µs of CPU.
 
-Only for standalone Redis over plain TCP (`redis://`), for read-only scripts: a call
-that may be retried without harm. Failures leave as redis-py's own exceptions (so
-`rater.store.errors.redis_errors` turns them into `StoreUnavailable`); a connection
-found dead is replaced and the call retried once, as the store's redis-py client does
-after a Redis restart.
+Only for standalone Redis over plain TCP (`redis://`), and only for calls that may be
+sent twice without harm: the snapshot (its only writes, the sweep of expired sessions,
+are idempotent), the session scripts (a repeated request is answered from the stored
+answer, SPEC §11.7) and the session index's SET / GETEX / ZADD LT. Failures leave as
+redis-py's own exceptions (so `rater.store.errors.redis_errors` turns them into
+`StoreUnavailable`); a connection found dead is replaced and the call sent once more,
+as the store's redis-py client does after a Redis restart.
 """
 
 from __future__ import annotations
@@ -75,8 +78,8 @@ class _Protocol(asyncio.Protocol):
         return waiter
 
 
-class PipelinedReader:
-    """EVALSHA of read-only scripts over one shared, pipelined connection."""
+class PipelinedConnection:
+    """Commands and EVALSHA over one shared, pipelined connection."""
 
     def __init__(self, host: str, port: int, db: int = 0, username: str | None = None,
                  password: str | None = None, timeout_s: float = 10.0,
@@ -89,9 +92,9 @@ class PipelinedReader:
 
     @classmethod
     def for_url(cls, url: str, timeout_s: float = 10.0,
-                connect_timeout_s: float = 5.0) -> PipelinedReader | None:
-        """A reader for a plain `redis://host:port/db` URL; None for anything else (TLS,
-        unix sockets, options in the query), which keeps to redis-py."""
+                connect_timeout_s: float = 5.0) -> PipelinedConnection | None:
+        """A connection for a plain `redis://host:port/db` URL; None for anything else
+        (TLS, unix sockets, options in the query), which keeps to redis-py."""
         parsed = urlparse(url)
         if parsed.scheme != "redis" or parsed.query or not parsed.hostname:
             return None
@@ -107,12 +110,19 @@ class PipelinedReader:
         """The script's reply. NoScriptError when Redis does not know the script (the
         caller loads it); ResponseError for a script error; RedisConnectionError or
         RedisTimeoutError when Redis cannot be reached or does not answer in time."""
-        command = ("EVALSHA", sha, len(keys), *keys, *args)
+        [reply] = await self.execute(("EVALSHA", sha, len(keys), *keys, *args))
+        return reply
+
+    async def execute(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Each command's reply, the commands written together and in this order. The
+        first error reply is raised (NoScriptError for an unknown script), after every
+        reply has come: the commands before it have run."""
         for attempt in (1, 2):
             protocol = await self._connection()
+            waiters = [protocol.send(command) for command in commands]
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    reply = await protocol.send(command)
+                    replies = await asyncio.gather(*waiters)
             except TimeoutError:
                 protocol.fail()  # the replies still owed are out of step with their callers
                 raise RedisTimeoutError(
@@ -121,11 +131,12 @@ class PipelinedReader:
                 if attempt == 2:
                     raise
                 continue  # a connection that died since its last use: once more, anew
-            if isinstance(reply, ResponseError):
-                if str(reply).startswith("NOSCRIPT"):
-                    raise NoScriptError(str(reply))
-                raise reply
-            return reply
+            for reply in replies:
+                if isinstance(reply, ResponseError):
+                    if str(reply).startswith("NOSCRIPT"):
+                        raise NoScriptError(str(reply))
+                    raise reply
+            return replies
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _connection(self) -> _Protocol:

@@ -39,7 +39,7 @@ from rater.records.shapes import ZONES, Cdr, Increment, Subscription, Zone
 from rater.store import keys
 from rater.store.errors import redis_errors
 from rater.store.keys import KEEP_MS, SESSION_KEEP_MS, SESSION_SWEEP_MAX, ZONE_LETTER, KeySpace
-from rater.store.pipelined import PipelinedReader
+from rater.store.pipelined import PipelinedConnection
 from rater.store.scripts import source
 from rater.store.sessions import SessionStore
 
@@ -204,7 +204,7 @@ def _ignore_expirations(expired: Expirations) -> None:
 
 class RedisStore:
     def __init__(self, client: Any, prefix: str, cluster: bool = False,
-                 reads: PipelinedReader | None = None) -> None:
+                 pipelined: PipelinedConnection | None = None) -> None:
         self.client = client
         self.prefix = prefix
         self.keys = KeySpace(prefix)
@@ -217,9 +217,9 @@ class RedisStore:
         # and the sweeper need only a few connections beside them
         self.request_slots = asyncio.Semaphore(REQUEST_SLOTS)
         self.sessions = SessionStore(self)
-        # the API's per-request read (snapshot) over one pipelined connection, when the
-        # URL allows it (rater.store.pipelined); everything else through redis-py
-        self._reads = reads
+        # the API's per-request calls (snapshots, sessions) over one pipelined connection,
+        # when the URL allows it (rater.store.pipelined); everything else through redis-py
+        self._pipelined = pipelined
         self._rate = client.register_script(source("rate_batch"))
         self._upsert = client.register_script(source("upsert_subscription"))
         self._reserve_revision = client.register_script(source("reserve_revision"))
@@ -243,27 +243,54 @@ class RedisStore:
             # fail its next command once. Reconnect instead (the scripts are idempotent).
             retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, (RedisConnectionError,))
             client = aioredis.Redis.from_url(settings.redis_url, retry=retry, **options)
-        reads = None if settings.redis_cluster else PipelinedReader.for_url(
+        pipelined = None if settings.redis_cluster else PipelinedConnection.for_url(
             settings.redis_url, options["socket_timeout"], options["socket_connect_timeout"])
-        return cls(client, settings.key_prefix, settings.redis_cluster, reads)
+        return cls(client, settings.key_prefix, settings.redis_cluster, pipelined)
 
     async def close(self) -> None:
-        if self._reads is not None:
-            await self._reads.close()
+        if self._pipelined is not None:
+            await self._pipelined.close()
         await self.client.aclose()
 
-    async def _read_script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """A per-request script's reply (the snapshot, whose only writes are the idempotent
-        sweep of expired sessions), over the pipelined connection when there is one.
-        A Redis that does not know the script yet (new, restarted, flushed) gets it from
-        redis-py's script object, which loads it."""
-        if self._reads is not None:
-            try:
-                return await self._reads.evalsha(script.sha, keys, args)
-            except NoScriptError:
-                pass
-        async with self.request_slots:  # redis-py's pool must not be exhausted by a burst
-            return await script(keys=keys, args=args)
+    async def request_script(self, script: Any, keys: list[str], args: list[Any],
+                             before: Sequence[tuple[Any, ...]] = ()) -> Any:
+        """A per-request script's reply, the commands `before` it sent in the same round
+        trip, over the pipelined connection when there is one. Only for calls that may be
+        sent twice (rater.store.pipelined). A Redis that does not know the script yet (new,
+        restarted, flushed) is given it, and everything is sent once more."""
+        evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        async with redis_errors():
+            if self._pipelined is not None:
+                try:
+                    return (await self._pipelined.execute(*before, evalsha))[-1]
+                except NoScriptError:
+                    await self._pipelined.execute(("SCRIPT", "LOAD", script.script))
+                    return (await self._pipelined.execute(*before, evalsha))[-1]
+            async with self.request_slots:  # redis-py's pool must not be exhausted by a burst
+                if not before:
+                    return await script(keys=keys, args=args)
+                for attempt in (1, 2):
+                    pipe = self.client.pipeline(transaction=False)
+                    for command in before:
+                        pipe.execute_command(*command)
+                    # EVALSHA itself: a script object in a pipeline costs a SCRIPT EXISTS
+                    # round trip on every call
+                    pipe.execute_command(*evalsha)
+                    try:
+                        return (await pipe.execute())[-1]
+                    except NoScriptError:
+                        if attempt == 2:
+                            raise
+                        await self.client.script_load(script.script)
+
+    async def request_command(self, *command: Any) -> Any:
+        """One command on the request path (the session index's GETEX, ZADD LT), over the
+        pipelined connection when there is one."""
+        async with redis_errors():
+            if self._pipelined is not None:
+                return (await self._pipelined.execute(command))[0]
+            async with self.request_slots:
+                return await self.client.execute_command(*command)
 
     async def ping(self) -> bool:
         async with redis_errors():
@@ -475,10 +502,9 @@ class RedisStore:
         subscription's sessions expired by `now_ms` (default `at_ms`); with `user_id`, also
         that user's spend limit and what counts against it (SPEC §14)."""
         now = at_ms if now_ms is None else now_ms
-        async with redis_errors():
-            answer = await self._read_script(
-                self._snapshot, [self.sub_key(subscription_id)],
-                [at_ms, now, SESSION_KEEP_MS, SESSION_SWEEP_MAX, user_id or ""])
+        answer = await self.request_script(
+            self._snapshot, [self.sub_key(subscription_id)],
+            [at_ms, now, SESSION_KEEP_MS, SESSION_SWEEP_MAX, user_id or ""])
         if not answer:
             return None
         (period, end_ms, plan_flat, counters_flat, expired_validity, expired_wait,

@@ -87,25 +87,19 @@ class SessionStore:
                 _number(request.request_number), now_ms, policy.validity_s, policy.grace_s,
                 SESSION_KEEP_MS, SESSION_SWEEP_MAX, late_grace_ms, KEEP_MS]
         index_ttl = index_ttl_ms(policy)
-        register = not request.is_free
-        client = self.store.client
-        async with self.store.request_slots, redis_errors():
-            if self.store.cluster:
-                await client.set(self.index_key(request.session_id),
-                                 request.subscription_id, px=index_ttl)
-                if register:
-                    await client.zadd(self.registry, {request.subscription_id:
-                                                      policy.open_deadline_ms(now_ms)}, lt=True)
-                reply = await self._initial(keys=[sub_key], args=args)
-            else:  # one round trip, in this order
-                pipe = client.pipeline(transaction=False)
-                pipe.set(self.index_key(request.session_id), request.subscription_id,
-                         px=index_ttl)
-                if register:
-                    pipe.zadd(self.registry, {request.subscription_id:
-                                              policy.open_deadline_ms(now_ms)}, lt=True)
-                await self._initial(keys=[sub_key], args=args, client=pipe)
-                reply = (await pipe.execute())[-1]
+        index = ("SET", self.index_key(request.session_id), request.subscription_id,
+                 "PX", index_ttl)
+        # free calls are never registered for the sweeper
+        register = () if request.is_free else (
+            ("ZADD", self.registry, "LT", policy.open_deadline_ms(now_ms),
+             request.subscription_id),)
+        if self.store.cluster:  # other slots than the subscription's: calls of their own
+            for command in (index, *register):
+                await self.store.request_command(*command)
+            reply = await self.store.request_script(self._initial, [sub_key], args)
+        else:  # one round trip, in this order
+            reply = await self.store.request_script(self._initial, [sub_key], args,
+                                                    before=(index, *register))
         return self._outcome(request.session_id, reply)
 
     async def update(self, session_id: str, request: SessionUpdate, policy: SessionPolicy,
@@ -132,18 +126,17 @@ class SessionStore:
 
     async def resolve(self, session_id: str, policy: SessionPolicy) -> str | None:
         """The subscription of a session id from the index (kept alive by this read)."""
-        async with self.store.request_slots, redis_errors():
-            found: str | None = await self.store.client.getex(
-                self.index_key(session_id), px=index_ttl_ms(policy))
+        found: str | None = await self.store.request_command(
+            "GETEX", self.index_key(session_id), "PX", index_ttl_ms(policy))
         return found
 
     async def _follow_up(self, script: Any, subscription_id: str, session_id: str,
                          args: list[Any]) -> SessionOutcome:
-        async with self.store.request_slots, redis_errors():
-            reply = await script(keys=[self.store.sub_key(subscription_id)], args=args)
-            if reply[0] == "ok" and reply[4]:  # a deadline earlier than the session had
-                await self.store.client.zadd(self.registry, {subscription_id: int(reply[4])},
-                                             lt=True)
+        reply = await self.store.request_script(script, [self.store.sub_key(subscription_id)],
+                                                args)
+        if reply[0] == "ok" and reply[4]:  # a deadline earlier than the session had
+            await self.store.request_command("ZADD", self.registry, "LT", int(reply[4]),
+                                             subscription_id)
         return self._outcome(session_id, reply)
 
     def _outcome(self, session_id: str, reply: Sequence[Any]) -> SessionOutcome:

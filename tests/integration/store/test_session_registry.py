@@ -97,3 +97,17 @@ async def test_a_sweep_pass_releases_what_nobody_asks_about_and_adds_up_the_tota
     third = await sweeper.run_once()
     assert (third.visited, third.expired.cdr_wait, third.totals.subscriptions) == (1, 1, 0)
     assert third.totals.reserved_s == {"domestic": 0, "international": 0}
+
+
+async def test_an_initial_request_loads_its_script_into_a_redis_that_lost_it(
+    store: RedisStore
+) -> None:
+    """The initial request sends EVALSHA in its pipeline; a flushed (or restarted) Redis
+    gets the script and the request goes through once, index and registry included."""
+    await store.upsert_subscription(make_subscription())
+    await store.client.script_flush()
+    outcome = await store.sessions.initial(call("a"), POLICY, NOW, LATE_GRACE_MS)
+    assert outcome.answer is not None and outcome.answer.decision == "permit"
+    assert await store.client.get(store.sessions.index_key("a")) == "sub-1"
+    assert await score(store, "sub-1") == NOW + 70_000
+    assert (await store.client.script_exists(store.sessions._initial.sha)) == [True]
