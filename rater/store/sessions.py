@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 
 # How many registry members one gauge pass reads, at most (bounded work per pass).
 TOTALS_MAX = 100_000
-TOTALS_CHUNK = 1000
+# Replies parsed per pipeline: redis-py parses a pipeline's replies without giving the
+# loop back, 1000 of them held it for ~15 ms beside session requests; 100 for ~1.5 ms.
+TOTALS_CHUNK = 100
 
 
 @dataclass(frozen=True, slots=True)
