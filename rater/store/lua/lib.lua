@@ -399,6 +399,22 @@ local function session_check(kind, s, rn, used, now)
   return nil
 end
 
+-- The start of a follow-up request ('u' update, 't' terminate): its session and the
+-- request number to keep, or the reply that ends the request here (a replay, a refusal).
+-- A request without a number keeps the highest number seen, for the order of later ones.
+local function open_follow_up(kind, sub_key, sid, number_text, used, now)
+  local base = base_of(sub_key)
+  local key = base .. 's:' .. sid
+  local s = load_session(key)
+  local number = tonumber(number_text)
+  local verdict = session_check(kind, s, number, used, now)
+  if verdict == 'replay' then return nil, {'replay', s.ans} end
+  if verdict then return nil, {'refused', verdict[1], verdict[2], verdict[3]} end
+  local highest = number_text
+  if not number and s.rn then highest = int_text(s.rn) end
+  return {base = base, key = key, s = s, highest = highest}
+end
+
 -- The pool a session decides on: {key, included, used, reserved by every session}.
 local function session_pool(sub, base, period, zone_letter)
   local key = base .. 'p:' .. period

@@ -7,19 +7,13 @@ local sub_key = KEYS[1]
 local sid = ARGV[1]
 local used = tonumber(ARGV[2])
 local number_text = ARGV[3]
-local number = tonumber(number_text)
 local now = tonumber(ARGV[4])
 local cdr_wait = tonumber(ARGV[5])
 local keep, limit = tonumber(ARGV[6]), tonumber(ARGV[7])
 
-local base = base_of(sub_key)
-local key = base .. 's:' .. sid
-local s = load_session(key)
-local verdict = session_check('t', s, number, used, now)
-if verdict == 'replay' then return {'replay', s.ans} end
-if verdict then return {'refused', verdict[1], verdict[2], verdict[3]} end
-local highest = number_text
-if not number and s.rn then highest = int_text(s.rn) end
+local open, ended = open_follow_up('t', sub_key, sid, number_text, used, now)
+if not open then return ended end
+local base, key, s, highest = open.base, open.key, open.s, open.highest
 
 if s.st == 'f' then
   local answer = answer_text('p', nil, true, 0, 'free', now)

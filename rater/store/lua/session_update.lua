@@ -9,20 +9,13 @@ local sid = ARGV[1]
 local used = tonumber(ARGV[2])
 local requested = tonumber(ARGV[3])
 local number_text = ARGV[4]
-local number = tonumber(number_text)
 local now = tonumber(ARGV[5])
 local validity, grace = tonumber(ARGV[6]), tonumber(ARGV[7])
 local keep, limit = tonumber(ARGV[8]), tonumber(ARGV[9])
 
-local base = base_of(sub_key)
-local key = base .. 's:' .. sid
-local s = load_session(key)
-local verdict = session_check('u', s, number, used, now)
-if verdict == 'replay' then return {'replay', s.ans} end
-if verdict then return {'refused', verdict[1], verdict[2], verdict[3]} end
--- a request without a number keeps the highest number seen, for the order of later ones
-local highest = number_text
-if not number and s.rn then highest = int_text(s.rn) end
+local open, ended = open_follow_up('u', sub_key, sid, number_text, used, now)
+if not open then return ended end
+local base, key, s, highest = open.base, open.key, open.s, open.highest
 
 if s.st == 'f' then
   local answer = answer_text('p', nil, false, validity, 'free', now + validity * 1000)
