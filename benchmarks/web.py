@@ -417,6 +417,19 @@ class Window:
         return result
 
 
+    async def run_profiled(self, flame: Path, targets_for: Callable[[str, int], Path],
+                           rate: float, seconds: float, tag: str,
+                           store: Any = None) -> str | None:
+        """One more window with py-spy on the process (a window of its own: py-spy costs
+        CPU too); the flame graph's file name, when py-spy wrote one."""
+        profiler = procs.Profiler(self.pid, flame)
+        try:
+            await self.run(targets_for, rate, seconds, tag, store)
+        finally:
+            profiler.finish()
+        return flame.name if flame.exists() else None
+
+
 def token_for_bench() -> str:
     from rater.web.tokens import issue_token
 
@@ -528,14 +541,10 @@ async def _alone(build: TargetBuilder, partitions: int,
                 out[f"alone_{rate:.0f}"] = await window.run(
                     path, rate, seconds, f"{deployment.name}-{rate:.0f}", store)
             if flame is not None and rates:
-                profiler = procs.Profiler(worker.process.pid, flame)
-                try:
-                    await window.run(path, max(rates), seconds, f"{deployment.name}-flame",
-                                     store)
-                finally:
-                    profiler.finish()
-                if flame.exists():
-                    out["flame_graph"] = flame.name
+                drawn = await window.run_profiled(flame, path, max(rates), seconds,
+                                                  f"{deployment.name}-flame", store)
+                if drawn:
+                    out["flame_graph"] = drawn
         finally:
             worker.stop()
     return out
@@ -571,14 +580,11 @@ async def _beside_rating(build: TargetBuilder, partitions: int,
             # the warm-up is inside [before, after]: the rate is over both
             result["rating_cdrs_per_s"] = round((after - before) / elapsed)
             result["steady_rate"] = steady_rate
-            if flame is not None:  # a window of its own: py-spy costs CPU too
-                profiler = procs.Profiler(worker.process.pid, flame)
-                try:
-                    await window.run(path, rate, seconds, f"{deployment.name}-flame", store)
-                finally:
-                    profiler.finish()
-                if flame.exists():
-                    result["flame_graph"] = flame.name
+            if flame is not None:
+                drawn = await window.run_profiled(flame, path, rate, seconds,
+                                                  f"{deployment.name}-flame", store)
+                if drawn:
+                    result["flame_graph"] = drawn
         finally:
             stop.set()
             await producing
