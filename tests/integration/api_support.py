@@ -36,6 +36,7 @@ from aiokafka.errors import KafkaError
 from rater.cli.inputs import upsert_events
 from rater.config import Settings
 from rater.rating.clock import format_ms, now_ms
+from rater.store.keys import KeySpace
 from rater.web.tokens import generate_rsa_keypair, issue_token
 from tests.integration.harness import REPO, Deployment, Worker, consume, produce
 
@@ -343,6 +344,20 @@ class ApiDeployment:
         assert reply.status == 200, (reply.status, reply.raw)
         body: dict[str, Any] = reply.json
         return body
+
+    @property
+    def keys(self) -> KeySpace:
+        """This deployment's Redis key layout (rater.store.keys)."""
+        return KeySpace(self.settings.key_prefix)
+
+    def redis_hash(self, key: str) -> dict[str, str]:
+        """One Redis hash as stored, e.g. `api.redis_hash(api.keys.limits(sub))`."""
+        client = sync_redis(self.settings, decode_responses=True)
+        try:
+            found: dict[str, str] = client.hgetall(key)
+            return found
+        finally:
+            client.close()
 
     def redis_state(self, subscription_id: str) -> dict[str, Any]:
         """Every Redis key of one subscription with its full content."""

@@ -136,8 +136,8 @@ def test_a_call_from_set_up_to_its_cdr(api: ApiDeployment) -> None:
     zone = usage_zone(api, sub, account)
     assert (zone["used_included_s"], zone["reserved_s"], zone["available_s"]) == (360, 0, 240)
     state = subscription_state(api, sub)
-    assert state[f"{api.settings.key_prefix}:{{{sub}}}:s:call-1"]["st"] == "c"
-    assert f"{api.settings.key_prefix}:{{{sub}}}:sx" not in state
+    assert state[api.keys.session(sub, "call-1")]["st"] == "c"
+    assert api.keys.session_deadlines(sub) not in state
 
 
 def test_free_calls_and_unknown_subscriptions(api: ApiDeployment) -> None:

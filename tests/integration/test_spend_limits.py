@@ -48,8 +48,7 @@ from tests.integration.api_support import (
     sync_redis,
     unique,
 )
-from tests.integration.harness import Deployment
-from tests.integration.history.support import drop_schema, history_dsn, new_schema
+from tests.integration.history.support import api_with_history
 
 pytestmark = pytest.mark.integration
 
@@ -60,16 +59,8 @@ RATE_MICRO = 25_000  # 0.025 a minute
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiDeployment]:
-    schema = new_schema()
-    deployment = Deployment(extra_env={"RATER_HISTORY_SINK": "on",
-                                       "RATER_HISTORY_DSN": history_dsn(),
-                                       "RATER_HISTORY_SCHEMA": schema})
-    started = ApiDeployment(tmp_path_factory.mktemp("limits"), deployment=deployment)
-    try:
-        yield started.start()
-    finally:
-        started.stop()
-        asyncio.run(drop_schema(schema))
+    with api_with_history(tmp_path_factory.mktemp("limits")) as started:
+        yield started
 
 
 def plan(sub: str, account: str, *, payg: bool = True, minutes: int = 10) -> dict[str, Any]:
@@ -83,15 +74,6 @@ def plan(sub: str, account: str, *, payg: bool = True, minutes: int = 10) -> dic
 def limit_url(api: ApiDeployment, sub: str, user: str) -> str:
     return (f"{api.url}/v1/subscriptions/{quote(sub, safe='')}/users/"
             f"{quote(user, safe='')}/spend-limit")
-
-
-def limits_hash(api: ApiDeployment, sub: str) -> dict[str, str]:
-    client = sync_redis(api.settings, decode_responses=True)
-    try:
-        found: dict[str, str] = client.hgetall(f"{api.settings.key_prefix}:{{{sub}}}:lim")
-        return found
-    finally:
-        client.close()
 
 
 def limit_events(api: ApiDeployment, sub: str, count: int) -> list[dict[str, Any]]:
@@ -148,7 +130,7 @@ def test_the_endpoint_checks_roles_and_bodies_and_records_every_change(
     second = http("PUT", url, token=contributor, body={"amount": "2.5"})
     assert second.status == 200, second.raw
     assert (second.json["amount"], second.json["previous"]) == ("2.500000", "5.000000")
-    assert limits_hash(api, sub) == {f"l:{user}": "2500000", f"r:{user}": "2",
+    assert api.redis_hash(api.keys.limits(sub)) == {f"l:{user}": "2500000", f"r:{user}": "2",
                                      f"n:{user}": "2"}
 
     big = b'{"amount": "1", "pad": "' + b"x" * (64 * KIB) + b'"}'
@@ -181,17 +163,17 @@ def test_the_endpoint_checks_roles_and_bodies_and_records_every_change(
         ("over 64 KiB", url, owner, None, big, 413, "payload_too_large"),
     ]
     for what, target, bearer, body, raw, status, error in cases:
-        before = limits_hash(api, sub)
+        before = api.redis_hash(api.keys.limits(sub))
         reply = http("PUT", target, token=bearer, body=body, raw=raw)
         assert reply.status == status, (what, reply.status, reply.raw[:300])
         assert reply.error_body()["error"] == error, (what, reply.json)
-        assert limits_hash(api, sub) == before, what
+        assert api.redis_hash(api.keys.limits(sub)) == before, what
     assert http("GET", url, token=owner).status == 405
 
     cleared = http("PUT", url, token=owner, body={"amount": None})
     assert cleared.status == 200, cleared.raw
     assert (cleared.json["amount"], cleared.json["previous"]) == (None, "2.500000")
-    assert limits_hash(api, sub) == {f"r:{user}": "3", f"n:{user}": "3"}
+    assert api.redis_hash(api.keys.limits(sub)) == {f"r:{user}": "3", f"n:{user}": "3"}
 
     # three changes, each on the topic once (refused requests published nothing) ...
     events = limit_events(api, sub, 3)
@@ -288,7 +270,7 @@ def test_100_concurrent_sessions_of_one_user_never_grant_more_than_a_limit_of_1(
     # the grants' worst-case cost, as the sessions hold it: exactly the limit
     client = sync_redis(api.settings, decode_responses=True)
     try:
-        held = [int(client.hget(f"{api.settings.key_prefix}:{{{sub}}}:s:{sid}", "ra"))
+        held = [int(client.hget(api.keys.session(sub, sid), "ra"))
                 for sid in permitted]
     finally:
         client.close()

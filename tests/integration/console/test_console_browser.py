@@ -31,12 +31,10 @@ from tests.integration.api_support import (
     http,
     safe_anchor_day,
     started_ago,
-    sync_redis,
     unique,
 )
 from tests.integration.console.browser import LAUNCH_ARGS, Watched, chromium
-from tests.integration.harness import Deployment
-from tests.integration.history.support import drop_schema, history_dsn, new_schema
+from tests.integration.history.support import api_with_history
 
 pytestmark = pytest.mark.integration
 
@@ -52,16 +50,8 @@ CSV_HEADER = ["call_id", "subscription_id", "billing_account_id", "user_id", "st
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiDeployment]:
-    schema = new_schema()
-    deployment = Deployment(extra_env={"RATER_HISTORY_SINK": "on",
-                                       "RATER_HISTORY_DSN": history_dsn(),
-                                       "RATER_HISTORY_SCHEMA": schema})
-    started = ApiDeployment(tmp_path_factory.mktemp("console"), deployment=deployment)
-    try:
-        yield started.start()
-    finally:
-        started.stop()
-        asyncio.run(drop_schema(schema))
+    with api_with_history(tmp_path_factory.mktemp("console")) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -164,15 +154,6 @@ def payg_events(api: ApiDeployment, sub: str) -> list[dict[str, Any]]:
             and e.get("subscription_id") == sub]
 
 
-def sub_hash(api: ApiDeployment, sub: str) -> dict[str, str]:
-    client = sync_redis(api.settings, decode_responses=True)
-    try:
-        found: dict[str, str] = client.hgetall(f"{api.settings.key_prefix}:{{{sub}}}:sub")
-        return found
-    finally:
-        client.close()
-
-
 def test_owner_switches_payg_on_then_an_overage_call_shows_in_report_and_costs(
         api: ApiDeployment, contexts: Callable[[], BrowserContext]) -> None:
     sub, other = unique("sub-owner"), unique("sub-listed")
@@ -196,7 +177,7 @@ def test_owner_switches_payg_on_then_an_overage_call_shows_in_report_and_costs(
     assert page.locator(".payg .notice").inner_text() == "Pay-as-you-go is now On."
     assert page.locator(".payg .state .badge").inner_text() == "PAYG On"
     owner.shot("payg-switched-on")
-    assert sub_hash(api, sub)["payg"] == "1"
+    assert api.redis_hash(api.keys.subscription(sub))["payg"] == "1"
     [event] = payg_events(api, sub)
     assert (event["enabled"], event["previous"], event["actor"], event["role"]) == \
         (True, False, "olivia@example.test", "owner")
@@ -241,7 +222,7 @@ def test_reader_cannot_switch_and_forged_posts_change_nothing(
         api: ApiDeployment, contexts: Callable[[], BrowserContext]) -> None:
     sub = unique("sub-reader")
     off_loop(api.load_subscriptions, [plan(sub, payg=False)])
-    before = sub_hash(api, sub)
+    before = api.redis_hash(api.keys.subscription(sub))
 
     reader_context = contexts()
     reader = Watched(reader_context.new_page(), "reader")
@@ -283,7 +264,8 @@ def test_reader_cannot_switch_and_forged_posts_change_nothing(
     signed_out = contexts().request.post(switch, form={"enabled": "on"}, max_redirects=0)
     assert signed_out.status == 403
 
-    assert sub_hash(api, sub) == before  # PAYG off, no revision reserved or applied
+    # PAYG off, no revision reserved or applied
+    assert api.redis_hash(api.keys.subscription(sub)) == before
     assert payg_events(api, sub) == []  # nothing published, so nothing to audit
     trail = http("GET", f"{api.url}/v1/subscriptions/{sub}/payg/history",
                  token=api.tokens.reader(ACCOUNT))
@@ -369,15 +351,6 @@ def test_csv_export_equals_the_rated_records_of_the_same_filter(
     watched.assert_clean()
 
 
-def limits_of(api: ApiDeployment, sub: str) -> dict[str, str]:
-    client = sync_redis(api.settings, decode_responses=True)
-    try:
-        found: dict[str, str] = client.hgetall(f"{api.settings.key_prefix}:{{{sub}}}:lim")
-        return found
-    finally:
-        client.close()
-
-
 def limit_rows(watched: Watched) -> dict[str, list[str]]:
     """The spend-limit pane's table: user -> its cells."""
     rows = watched.page.locator(".limits table tbody tr")
@@ -416,20 +389,20 @@ def test_owner_sets_and_clears_spend_limits_and_a_reader_cannot(
     page.click("button:has-text('Save limit')")
     assert limit_rows(owner)[SCRIPT_USER] == ["0 min", "0.000000 EUR", "1000000000.000000 EUR"]
     assert page.locator("main script").count() == 0
-    assert limits_of(api, sub)["l:ivy"] == "100000"
+    assert api.redis_hash(api.keys.limits(sub))["l:ivy"] == "100000"
     # an empty amount removes the limit
     page.fill("form.limit input[name=user_id]", "ivy")
     page.click("button:has-text('Save limit')")
     assert limit_rows(owner)["ivy"][2] == "none"
-    assert "l:ivy" not in limits_of(api, sub)
+    assert "l:ivy" not in api.redis_hash(api.keys.limits(sub))
     owner.shot("spend-limit-cleared")
     # a bad amount is the API's 422, and changes nothing
-    before = limits_of(api, sub)
+    before = api.redis_hash(api.keys.limits(sub))
     bad = owner_context.request.post(f"{api.url}{sub_path(sub)}/spend-limits", form={
         "user_id": "ivy", "amount": "0.1234567", "csrf_token": csrf_of(owner)},
         max_redirects=0)
     assert bad.status == 422 and "at most 6 places" in bad.text()
-    assert limits_of(api, sub) == before
+    assert api.redis_hash(api.keys.limits(sub)) == before
 
     messages = off_loop(asyncio.run, read_to_end(api.settings.kafka_bootstrap,
                                                  [api.settings.topics.subscription_events], 30))
@@ -450,7 +423,7 @@ def test_owner_sets_and_clears_spend_limits_and_a_reader_cannot(
     assert "only a billing account owner or contributor can change them" in \
         reader.page.locator(".limits .readonly").inner_text()
     reader.shot("spend-limits-read-only")
-    before = limits_of(api, sub)
+    before = api.redis_hash(api.keys.limits(sub))
     forged = reader_context.request.post(f"{api.url}{sub_path(sub)}/spend-limits", form={
         "user_id": "ivy", "amount": "5", "csrf_token": csrf_of(reader)}, max_redirects=0)
     assert forged.status == 403, forged.status
@@ -458,6 +431,6 @@ def test_owner_sets_and_clears_spend_limits_and_a_reader_cannot(
                                           form={"user_id": "ivy", "amount": "5"},
                                           max_redirects=0)
     assert no_token.status == 403
-    assert limits_of(api, sub) == before
+    assert api.redis_hash(api.keys.limits(sub)) == before
     owner.assert_clean()
     reader.assert_clean()

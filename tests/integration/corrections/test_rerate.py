@@ -46,7 +46,7 @@ from rater.store import RatingInput, RedisStore
 from rater.web.tokens import issue_token
 from tests.builders import cdr_doc, make_subscription
 from tests.integration.harness import REPO, Deployment, Worker, produce
-from tests.integration.history.support import admin_connection, drop_schema, new_schema
+from tests.integration.history.support import admin_connection, drop_schema, new_schema, sink_env
 
 pytestmark = pytest.mark.integration
 
@@ -144,8 +144,7 @@ def run_rerate(rated: Rerated, plan_file: Path, *extra: str) -> dict[str, Any]:
 @pytest.fixture
 async def rated(tmp_path: Path) -> AsyncIterator[Rerated]:
     schema = new_schema()
-    deployment = Deployment(extra_env={"RATER_HISTORY_SINK": "on",
-                                       "RATER_HISTORY_SCHEMA": schema,
+    deployment = Deployment(extra_env={**sink_env(schema),
                                        "RATER_LATE_GRACE_S": str(GRACE_S), **JWT_ENV})
     settings = deployment.settings
     await deployment.create_topics()

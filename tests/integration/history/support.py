@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -15,6 +19,8 @@ import pytest
 from rater.config import Settings
 from rater.rating.clock import format_ms, to_ms
 from rater.rating.ids import charge_id
+from tests.integration.api_support import ApiDeployment
+from tests.integration.harness import Deployment
 
 
 def history_dsn() -> str:
@@ -36,6 +42,25 @@ def history_env(schema: str, name: str) -> dict[str, str]:
 
 def new_schema() -> str:
     return f"t_{uuid.uuid4().hex[:12]}"
+
+
+def sink_env(schema: str) -> dict[str, str]:
+    """A worker's settings for its history sink on, writing into `schema`."""
+    return {"RATER_HISTORY_SINK": "on", "RATER_HISTORY_DSN": history_dsn(),
+            "RATER_HISTORY_SCHEMA": schema}
+
+
+@contextlib.contextmanager
+def api_with_history(tmp: Path) -> Iterator[ApiDeployment]:
+    """A started API worker whose history sink writes into a schema of its own, dropped
+    with the deployment."""
+    schema = new_schema()
+    started = ApiDeployment(tmp, deployment=Deployment(extra_env=sink_env(schema)))
+    try:
+        yield started.start()
+    finally:
+        started.stop()
+        asyncio.run(drop_schema(schema))
 
 
 def settings_for(schema: str, name: str | None = None, **overrides: Any) -> Settings:
